@@ -1,0 +1,308 @@
+# CoAP message codec (RFC 7252 section 3). Pure: bytes in, Message out, and back; no I/O.
+
+CON, NON, ACK, RST = 0, 1, 2, 3
+TYPE_NAMES = ("CON", "NON", "ACK", "RST")
+
+# Codes are the raw code byte: class << 5 | detail.
+EMPTY = 0x00
+GET, POST, PUT, DELETE, FETCH = 0x01, 0x02, 0x03, 0x04, 0x05
+CREATED, DELETED, VALID, CHANGED, CONTENT, CONTINUE = 0x41, 0x42, 0x43, 0x44, 0x45, 0x5F
+BAD_REQUEST, BAD_OPTION, NOT_FOUND, METHOD_NOT_ALLOWED = 0x80, 0x82, 0x84, 0x85
+NOT_ACCEPTABLE, REQUEST_ENTITY_INCOMPLETE, PRECONDITION_FAILED = 0x86, 0x88, 0x8C
+REQUEST_ENTITY_TOO_LARGE, UNSUPPORTED_CONTENT_FORMAT = 0x8D, 0x8F
+INTERNAL_SERVER_ERROR, NOT_IMPLEMENTED, PROXYING_NOT_SUPPORTED = 0xA0, 0xA1, 0xA5
+
+# Option numbers (RFC 7252 5.10, RFC 7641, RFC 7959).
+IF_MATCH = 1
+URI_HOST = 3
+ETAG = 4
+IF_NONE_MATCH = 5
+OBSERVE = 6
+URI_PORT = 7
+LOCATION_PATH = 8
+URI_PATH = 11
+CONTENT_FORMAT = 12
+MAX_AGE = 14
+URI_QUERY = 15
+ACCEPT = 17
+LOCATION_QUERY = 20
+BLOCK2 = 23
+BLOCK1 = 27
+SIZE2 = 28
+PROXY_URI = 35
+PROXY_SCHEME = 39
+SIZE1 = 60
+NO_RESPONSE = 258
+
+# Content-Format numbers.
+TEXT_PLAIN = 0
+LINK_FORMAT = 40
+JSON = 50
+CBOR = 60
+
+
+def code_str(code):
+    return "%d.%02d" % (code >> 5, code & 31)
+
+
+class CoapError(ValueError):
+    """A datagram that is not a valid CoAP message.
+
+    mtype and mid are set when the header could be read, so the caller can
+    reject a malformed CON with RST (RFC 7252 4.2); otherwise they are None.
+    """
+
+    def __init__(self, reason, mtype=None, mid=None):
+        ValueError.__init__(self, reason)
+        self.reason = reason
+        self.mtype = mtype
+        self.mid = mid
+
+
+class Message:
+    """A decoded message. options: list of (number, bytes) in ascending number order."""
+
+    def __init__(self, mtype=CON, code=EMPTY, mid=0, token=b"", options=None, payload=b""):
+        self.mtype = mtype
+        self.code = code
+        self.mid = mid
+        self.token = token
+        self.options = [] if options is None else options
+        self.payload = payload
+
+    def opt(self, number, default=None):
+        for num, val in self.options:
+            if num == number:
+                return val
+        return default
+
+    def opt_uint(self, number, default=None):
+        for num, val in self.options:
+            if num == number:
+                return uint_decode(val)
+        return default
+
+    def add(self, number, value):
+        # Keep options ordered by number; equal numbers keep insertion order.
+        opts = self.options
+        i = len(opts)
+        while i > 0 and opts[i - 1][0] > number:
+            i -= 1
+        opts.insert(i, (number, value))
+        return self
+
+    def __eq__(self, other):
+        return (isinstance(other, Message) and self.mtype == other.mtype and self.code == other.code
+                and self.mid == other.mid and self.token == other.token
+                and self.options == other.options and self.payload == other.payload)
+
+    def __repr__(self):
+        return "<%s %s mid=%d tok=%s opts=%r payload=%r>" % (
+            TYPE_NAMES[self.mtype], code_str(self.code), self.mid, self.token.hex() if self.token else "-",
+            self.options, self.payload)
+
+
+def uint_decode(value):
+    n = 0
+    for b in value:
+        n = (n << 8) | b
+    return n
+
+
+def uint_encode(n):
+    # Minimal big-endian bytes: 0 encodes as the empty string.
+    out = b""
+    while n:
+        out = bytes((n & 0xFF,)) + out
+        n >>= 8
+    return out
+
+
+def parse(data):
+    """Decode one datagram into a Message, or raise CoapError."""
+    n = len(data)
+    if n < 4:
+        raise CoapError("shorter than a header")
+    b0 = data[0]
+    if b0 >> 6 != 1:
+        raise CoapError("unknown version")  # silently ignored (RFC 7252 3)
+    mtype = (b0 >> 4) & 3
+    tkl = b0 & 15
+    code = data[1]
+    mid = (data[2] << 8) | data[3]
+    if tkl > 8:
+        raise CoapError("token length over 8", mtype, mid)
+    if code == EMPTY and n > 4:
+        raise CoapError("empty message with content", mtype, mid)
+    pos = 4 + tkl
+    if pos > n:
+        raise CoapError("truncated token", mtype, mid)
+    token = bytes(data[4:pos])
+    options = []
+    num = 0
+    payload = b""
+    while pos < n:
+        b = data[pos]
+        pos += 1
+        if b == 0xFF:
+            if pos == n:
+                raise CoapError("payload marker with no payload", mtype, mid)
+            payload = bytes(data[pos:])
+            break
+        delta = b >> 4
+        length = b & 15
+        if delta == 13:
+            if pos >= n:
+                raise CoapError("truncated option", mtype, mid)
+            delta = data[pos] + 13
+            pos += 1
+        elif delta == 14:
+            if pos + 1 >= n:
+                raise CoapError("truncated option", mtype, mid)
+            delta = ((data[pos] << 8) | data[pos + 1]) + 269
+            pos += 2
+        elif delta == 15:
+            raise CoapError("reserved option delta 15", mtype, mid)
+        if length == 13:
+            if pos >= n:
+                raise CoapError("truncated option", mtype, mid)
+            length = data[pos] + 13
+            pos += 1
+        elif length == 14:
+            if pos + 1 >= n:
+                raise CoapError("truncated option", mtype, mid)
+            length = ((data[pos] << 8) | data[pos + 1]) + 269
+            pos += 2
+        elif length == 15:
+            raise CoapError("reserved option length 15", mtype, mid)
+        num += delta
+        if num > 0xFFFF:
+            raise CoapError("option number too large", mtype, mid)
+        end = pos + length
+        if end > n:
+            raise CoapError("truncated option value", mtype, mid)
+        options.append((num, bytes(data[pos:end])))
+        pos = end
+    return Message(mtype, code, mid, token, options, payload)
+
+
+class Writer:
+    """Encodes one message into a reusable buffer, so replies allocate nothing.
+
+    Call header(), then option*() in ascending option number, then payload();
+    view() returns the encoded bytes (a memoryview valid until the next header()).
+    """
+
+    def __init__(self, size=1280):
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.n = 0
+        self.last = 0
+
+    def header(self, mtype, code, mid, token):
+        buf = self.buf
+        tkl = len(token)
+        buf[0] = 0x40 | (mtype << 4) | tkl
+        buf[1] = code
+        buf[2] = (mid >> 8) & 0xFF
+        buf[3] = mid & 0xFF
+        buf[4:4 + tkl] = token
+        self.n = 4 + tkl
+        self.last = 0
+        return self
+
+    def _opt_head(self, number, length):
+        if number < self.last:
+            raise ValueError("options out of order")
+        delta = number - self.last
+        self.last = number
+        buf = self.buf
+        i = self.n
+        head = i
+        i += 1
+        if delta < 13:
+            d = delta
+        elif delta < 269:
+            d = 13
+            buf[i] = delta - 13
+            i += 1
+        else:
+            d = 14
+            buf[i] = (delta - 269) >> 8
+            buf[i + 1] = (delta - 269) & 0xFF
+            i += 2
+        if length < 13:
+            ln = length
+        elif length < 269:
+            ln = 13
+            buf[i] = length - 13
+            i += 1
+        else:
+            ln = 14
+            buf[i] = (length - 269) >> 8
+            buf[i + 1] = (length - 269) & 0xFF
+            i += 2
+        buf[head] = (d << 4) | ln
+        self.n = i
+
+    def option(self, number, value):
+        self._opt_head(number, len(value))
+        i = self.n
+        self.buf[i:i + len(value)] = value
+        self.n = i + len(value)
+        return self
+
+    def option_uint(self, number, value):
+        length = 0
+        v = value
+        while v:
+            length += 1
+            v >>= 8
+        self._opt_head(number, length)
+        i = self.n + length
+        self.n = i
+        while length:
+            i -= 1
+            length -= 1
+            self.buf[i] = value & 0xFF
+            value >>= 8
+        return self
+
+    def payload(self, data):
+        if data:
+            i = self.n
+            self.buf[i] = 0xFF
+            self.buf[i + 1:i + 1 + len(data)] = data
+            self.n = i + 1 + len(data)
+        return self
+
+    def view(self):
+        return self.mv[:self.n]
+
+
+def encode(msg):
+    """Encode a Message to bytes (options are sorted by number, stably)."""
+    opts = msg.options
+    for i in range(1, len(opts)):
+        if opts[i][0] < opts[i - 1][0]:
+            opts = sorted(opts, key=lambda o: o[0])
+            break
+    size = 4 + len(msg.token) + 1 + len(msg.payload)
+    for num, val in opts:
+        size += 5 + len(val)
+    w = Writer(size)
+    w.header(msg.mtype, msg.code, msg.mid, msg.token)
+    for num, val in opts:
+        w.option(num, val)
+    w.payload(msg.payload)
+    return bytes(w.view())
+
+
+def block_decode(value):
+    """Block1/Block2 option value -> (num, more, szx)."""
+    v = uint_decode(value)
+    return v >> 4, (v >> 3) & 1, v & 7
+
+
+def block_encode(num, more, szx):
+    return (num << 4) | (8 if more else 0) | szx

@@ -1,0 +1,101 @@
+# Every setting and every limit, with its default, in one place. config.json on the board overrides.
+import json
+
+DEFAULTS = {
+    # Network
+    "wifi_ssid": "",            # empty: start an access point instead (see net.py)
+    "wifi_password": "",
+    "hostname": "coap-alarm",
+    "bind": "0.0.0.0",
+    "port": 5683,
+    # Hardware. ESP32 DevKit: on-board LED on GPIO2, BOOT button on GPIO0.
+    "output_pin": 2,
+    "output_active_high": True,
+    "input_pin": 0,             # None: no input pin
+    "input_pull": "up",         # "up", "down" or None
+    "input_active_low": True,
+    "input_debounce_ms": 50,
+    # Limits (memory is fixed by these; nothing else grows)
+    "max_observers": 8,         # observer table slots
+    "dedup_entries": 16,        # duplicate-detection cache (responses kept per endpoint+MID)
+    "max_payload": 64,          # largest request body accepted (bytes); bigger gets 4.13
+    "max_datagram": 1152,       # receive buffer (RFC 7252 4.6)
+    # Observe upkeep
+    "notify_con_every": 5,      # at least every Nth notification is confirmable
+    "keepalive_s": 120,         # a CON notification at least this often, even without change
+    # Behaviour
+    "log_level": "info",        # "debug", "info", "warning", "error"
+    "persist": False,           # keep the alarm state across reboots (written on change only)
+}
+
+# key: (type or tuple of types, check or None, what a good value looks like)
+_LEVELS = ("debug", "info", "warning", "error")
+_PULLS = ("up", "down", None)
+
+
+def _pin(v):
+    return 0 <= v <= 48
+
+
+SCHEMA = {
+    "wifi_ssid": (str, lambda v: len(v) <= 32, "a string of at most 32 characters"),
+    "wifi_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 64, "empty, or 8 to 64 characters"),
+    "hostname": (str, lambda v: 0 < len(v) <= 32, "a non-empty string of at most 32 characters"),
+    "bind": (str, lambda v: len(v) > 0, "an IP address such as 0.0.0.0"),
+    "port": (int, lambda v: 1 <= v <= 65535, "an integer from 1 to 65535"),
+    "output_pin": (int, _pin, "a GPIO number from 0 to 48"),
+    "output_active_high": (bool, None, "true or false"),
+    "input_pin": ((int, type(None)), lambda v: v is None or _pin(v), "a GPIO number from 0 to 48, or null"),
+    "input_pull": ((str, type(None)), lambda v: v in _PULLS, '"up", "down" or null'),
+    "input_active_low": (bool, None, "true or false"),
+    "input_debounce_ms": (int, lambda v: 0 <= v <= 10000, "an integer from 0 to 10000"),
+    "max_observers": (int, lambda v: 1 <= v <= 64, "an integer from 1 to 64"),
+    "dedup_entries": (int, lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
+    "max_payload": (int, lambda v: 16 <= v <= 1024, "an integer from 16 to 1024"),
+    "max_datagram": (int, lambda v: 64 <= v <= 1500, "an integer from 64 to 1500"),
+    "notify_con_every": (int, lambda v: 1 <= v <= 100, "an integer from 1 to 100"),
+    "keepalive_s": (int, lambda v: 10 <= v <= 86400, "an integer from 10 to 86400"),
+    "log_level": (str, lambda v: v in _LEVELS, "one of " + ", ".join(_LEVELS)),
+    "persist": (bool, None, "true or false"),
+}
+
+
+def validate(raw, report=print):
+    """Merge `raw` over DEFAULTS. Each bad or unknown key is reported and its default kept."""
+    cfg = dict(DEFAULTS)
+    if not isinstance(raw, dict):
+        report("config: expected a JSON object, got %s; using defaults" % type(raw).__name__)
+        return cfg
+    for key in raw:
+        value = raw[key]
+        rule = SCHEMA.get(key)
+        if rule is None:
+            report("config: unknown key %r ignored" % (key,))
+            continue
+        types, check, want = rule
+        if not isinstance(types, tuple):
+            types = (types,)
+        # bool is an int in Python: never accept true/false where a number belongs.
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if ok and check is not None:
+            ok = check(value)
+        if ok:
+            cfg[key] = value
+        else:
+            report("config: %s = %r is not %s; using default %r" % (key, value, want, DEFAULTS[key]))
+    return cfg
+
+
+def load(path="config.json", report=print):
+    """Read config.json. Missing file: defaults. Broken file: reported, defaults."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return dict(DEFAULTS)
+    try:
+        raw = json.loads(text)
+    except ValueError as e:
+        report("config: %s is not valid JSON (%s); using defaults" % (path, e))
+        return dict(DEFAULTS)
+    return validate(raw, report)

@@ -1,0 +1,151 @@
+# Message layer (RFC 7252 4): message IDs, duplicate detection, CON retransmission.
+# Fixed-size tables only: memory is set at start-up and never grows.
+from firmware.compat import ticks_add, ticks_diff
+
+# Transmission parameters, RFC 7252 4.8.
+ACK_TIMEOUT_MS = 2000
+ACK_RANDOM_MS = 1000          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
+MAX_RETRANSMIT = 4
+EXCHANGE_LIFETIME_MS = 247000
+
+
+class MessageIds:
+    """Message IDs for messages this endpoint originates: start random, then count up."""
+
+    def __init__(self, start):
+        self.last = start & 0xFFFF
+
+    def next(self):
+        self.last = (self.last + 1) & 0xFFFF
+        return self.last
+
+
+class DedupCache:
+    """Recently received requests (endpoint, MID) and the reply sent to each.
+
+    A ring: when full, the oldest entry is dropped. A linear scan of a few
+    slots allocates nothing, unlike a dict keyed by tuples.
+    """
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.addrs = [None] * capacity
+        self.mids = [0] * capacity
+        self.times = [0] * capacity
+        self.replies = [None] * capacity
+        self.head = 0
+
+    def find(self, addr, mid, now):
+        mids = self.mids
+        addrs = self.addrs
+        for i in range(self.capacity):
+            if mids[i] == mid and addrs[i] == addr:
+                if ticks_diff(now, self.times[i]) < EXCHANGE_LIFETIME_MS:
+                    return i
+                addrs[i] = None  # expired
+                self.replies[i] = None
+                return -1
+        return -1
+
+    def add(self, addr, mid, now, reply):
+        i = self.head
+        self.head = (i + 1) % self.capacity
+        self.addrs[i] = addr
+        self.mids[i] = mid
+        self.times[i] = now
+        self.replies[i] = reply
+        return i
+
+    def __len__(self):
+        n = 0
+        for a in self.addrs:
+            if a is not None:
+                n += 1
+        return n
+
+
+class Outbox:
+    """Confirmable messages this endpoint sent and awaits an ACK for.
+
+    Each entry carries a tag saying whom it belongs to (an observer slot, say).
+    Retransmissions back off exponentially; after MAX_RETRANSMIT the owner is told.
+    """
+
+    def __init__(self, capacity, rand):
+        self.capacity = capacity
+        self.rand = rand              # rand(bits) -> int, for the initial timeout
+        self.addrs = [None] * capacity
+        self.mids = [0] * capacity
+        self.data = [None] * capacity
+        self.tags = [None] * capacity
+        self.deadlines = [0] * capacity
+        self.timeouts = [0] * capacity
+        self.retries = [0] * capacity
+
+    def add(self, addr, mid, data, tag, now):
+        for i in range(self.capacity):
+            if self.addrs[i] is None:
+                timeout = ACK_TIMEOUT_MS + self.rand(10) % (ACK_RANDOM_MS + 1)
+                self.addrs[i] = addr
+                self.mids[i] = mid
+                self.data[i] = data
+                self.tags[i] = tag
+                self.timeouts[i] = timeout
+                self.deadlines[i] = ticks_add(now, timeout)
+                self.retries[i] = 0
+                return i
+        return -1
+
+    def find_tag(self, tag):
+        for i in range(self.capacity):
+            if self.addrs[i] is not None and self.tags[i] == tag:
+                return i
+        return -1
+
+    def replace(self, i, mid, data):
+        # A newer message takes over an entry; counter and timeout carry on (RFC 7641 4.5.2).
+        self.mids[i] = mid
+        self.data[i] = data
+
+    def pop(self, addr, mid):
+        """An ACK or RST for (addr, mid): free the entry and return its tag, else None."""
+        for i in range(self.capacity):
+            if self.mids[i] == mid and self.addrs[i] == addr:
+                tag = self.tags[i]
+                self.free(i)
+                return tag
+        return None
+
+    def free(self, i):
+        self.addrs[i] = None
+        self.data[i] = None
+        self.tags[i] = None
+
+    def due(self, i, now):
+        return self.addrs[i] is not None and ticks_diff(self.deadlines[i], now) <= 0
+
+    def backoff(self, i, now):
+        """Count a retransmission of entry i. False when the retries are used up."""
+        if self.retries[i] >= MAX_RETRANSMIT:
+            return False
+        self.retries[i] += 1
+        self.timeouts[i] *= 2
+        self.deadlines[i] = ticks_add(now, self.timeouts[i])
+        return True
+
+    def next_deadline(self, now, limit):
+        """Milliseconds until the earliest retransmission, at most `limit`."""
+        best = limit
+        for i in range(self.capacity):
+            if self.addrs[i] is not None:
+                d = ticks_diff(self.deadlines[i], now)
+                if d < best:
+                    best = d if d > 0 else 0
+        return best
+
+    def __len__(self):
+        n = 0
+        for a in self.addrs:
+            if a is not None:
+                n += 1
+        return n

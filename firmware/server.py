@@ -1,0 +1,289 @@
+# The CoAP endpoint: takes datagrams, answers requests, keeps observers informed.
+# No asyncio here: the app calls datagram() for each packet and service() when it is due,
+# so tests can drive it with a fake socket and a fake clock.
+from firmware import coap, log
+from firmware.coap import CON, NON, ACK, RST
+from firmware.compat import ticks_diff, addr_str
+from firmware.messages import MessageIds, DedupCache, Outbox
+from firmware.observers import ObserverTable
+
+# Critical options (odd numbers) this server understands; any other gets 4.02 (RFC 7252 5.4.1).
+_KNOWN_CRITICAL = (coap.IF_MATCH, coap.URI_HOST, coap.IF_NONE_MATCH, coap.URI_PORT, coap.URI_PATH,
+                   coap.URI_QUERY, coap.ACCEPT, coap.BLOCK2, coap.BLOCK1, coap.PROXY_URI,
+                   coap.PROXY_SCHEME)
+_MAX_SZX = 6            # 1024-byte blocks at most
+_SERVICE_LIMIT_MS = 1000
+
+
+class Server:
+    def __init__(self, sock, cfg, resources, clock, rand):
+        self.sock = sock
+        self.clock = clock
+        self.routes = {}
+        for r in resources:
+            self.routes[r.path] = r
+        self.max_payload = cfg["max_payload"]
+        self.con_every = cfg["notify_con_every"]
+        self.keepalive_ms = cfg["keepalive_s"] * 1000
+        # A notification is sent at least every keepalive_s, so observers' copies stay fresh.
+        self.max_age = cfg["keepalive_s"] + 30
+        self.writer = coap.Writer(cfg["max_datagram"] + 64)
+        self.ids = MessageIds(rand(16))
+        self.dedup = DedupCache(cfg["dedup_entries"])
+        self.observers = ObserverTable(cfg["max_observers"])
+        self.outbox = Outbox(cfg["max_observers"] + 1, rand)
+        self.seq = rand(16)
+        self.pending = False
+        self.received = 0
+        self.malformed = 0
+        self.duplicates = 0
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, data, addr):
+        try:
+            self.sock.sendto(data, addr)
+        except OSError as e:
+            # Full buffers or an unreachable peer: CoAP recovers by retransmission.
+            log.debug("send to %s failed: %s", addr_str(addr), e)
+
+    def _reset(self, mid, addr):
+        w = self.writer
+        w.header(RST, coap.EMPTY, mid, b"")
+        self.send(w.view(), addr)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def datagram(self, data, addr):
+        """Handle one received datagram. Never raises."""
+        self.received += 1
+        try:
+            self._datagram(data, addr)
+        except Exception as e:  # a bug must cost one packet, never the loop
+            log.error("datagram from %s dropped: %r", addr_str(addr), e)
+
+    def _datagram(self, data, addr):
+        now = self.clock()
+        try:
+            msg = coap.parse(data)
+        except coap.CoapError as e:
+            self.malformed += 1
+            log.debug("malformed datagram from %s: %s", addr_str(addr), e.reason)
+            if e.mtype == CON:
+                self._reset(e.mid, addr)  # reject (RFC 7252 4.2)
+            return
+        mtype = msg.mtype
+        code = msg.code
+        if code == coap.EMPTY:
+            if mtype == CON:
+                self._reset(msg.mid, addr)  # CoAP ping
+            elif mtype == ACK:
+                self._acked(addr, msg.mid)
+            elif mtype == RST:
+                self._rejected(addr, msg.mid)
+            return
+        if code >> 5:
+            # A response, or a reserved code class: we sent no request it could answer.
+            if mtype == ACK:
+                self._acked(addr, msg.mid)
+            elif mtype == CON:
+                self._reset(msg.mid, addr)
+            return
+        if mtype == ACK or mtype == RST:
+            return  # a request cannot ride in an ACK or RST
+        i = self.dedup.find(addr, msg.mid, now)
+        if i >= 0:
+            self.duplicates += 1
+            reply = self.dedup.replies[i]
+            if reply is not None:
+                self.send(reply, addr)
+            return
+        out = self._request(msg, addr, now)
+        if out is None:
+            self.dedup.add(addr, msg.mid, now, None)
+            return
+        self.send(out, addr)
+        # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
+        self.dedup.add(addr, msg.mid, now, bytes(out) if mtype == CON else None)
+
+    def _request(self, req, addr, now):
+        path = None
+        for num, val in req.options:
+            if num == coap.URI_PATH:
+                path = val if path is None else path + b"/" + val
+            elif num & 1 and num not in _KNOWN_CRITICAL:
+                if req.mtype == NON:
+                    self._reset(req.mid, addr)  # rejecting a NON (RFC 7252 5.4.1)
+                    return None
+                return self._reply(req, coap.BAD_OPTION, -1, ("unknown critical option %d" % num).encode())
+            elif num == coap.PROXY_URI or num == coap.PROXY_SCHEME:
+                return self._reply(req, coap.PROXYING_NOT_SUPPORTED, -1, b"no proxy here")
+        res = self.routes.get(path if path is not None else b"")
+        if res is None:
+            return self._reply(req, coap.NOT_FOUND, -1, b"no such resource")
+        if len(req.payload) > self.max_payload:
+            return self._reply(req, coap.REQUEST_ENTITY_TOO_LARGE, -1, b"payload too large",
+                               size1=self.max_payload)
+        # No ETags here: If-None-Match fails on an existing resource, If-Match only matches "exists".
+        if req.opt(coap.IF_NONE_MATCH) is not None:
+            return self._reply(req, coap.PRECONDITION_FAILED, -1, b"resource exists")
+        for num, val in req.options:
+            if num == coap.IF_MATCH and val:
+                return self._reply(req, coap.PRECONDITION_FAILED, -1, b"no ETag matches")
+        try:
+            code, fmt, payload = res.handle(req)
+        except Exception as e:
+            log.error("handler for /%s failed: %r", res.path.decode(), e)
+            return self._reply(req, coap.INTERNAL_SERVER_ERROR, -1, b"internal error")
+        observe = -1
+        if res.observable and req.code == coap.GET:
+            obs = req.opt_uint(coap.OBSERVE)
+            if obs is not None:
+                if obs == 0 and code == coap.CONTENT:
+                    if self.observers.add(addr, req.token, res, fmt, now) >= 0:
+                        observe = self._next_seq()
+                    else:
+                        log.info("observer table full; %s gets a plain response", addr_str(addr))
+                else:
+                    # Deregistration, or a failed registration: forget any entry (RFC 7641 3.6, 4.1).
+                    i = self.observers.find(addr, req.token)
+                    if i >= 0:
+                        self._drop(i, "deregistered")
+        return self._reply(req, code, fmt, payload, observe)
+
+    def _reply(self, req, code, fmt, payload, observe=-1, size1=-1):
+        block = -1
+        size2 = -1
+        if code >> 5 == 2:
+            b2 = req.opt(coap.BLOCK2)
+            if b2 is not None or len(payload) > (16 << _MAX_SZX):
+                num, szx = 0, _MAX_SZX
+                if b2 is not None:
+                    num, _more, szx = coap.block_decode(b2)
+                    if szx == 7:
+                        return self._reply(req, coap.BAD_OPTION, -1, b"Block2 SZX 7 is reserved")
+                    if szx > _MAX_SZX:
+                        szx = _MAX_SZX
+                size = 16 << szx
+                start = num * size
+                if start and start >= len(payload):
+                    return self._reply(req, coap.BAD_OPTION, -1, b"block beyond the end")
+                more = start + size < len(payload)
+                block = coap.block_encode(num, more, szx)
+                if num == 0 and more:
+                    size2 = len(payload)
+                payload = payload[start:start + size]
+        w = self.writer
+        if req.mtype == CON:
+            w.header(ACK, code, req.mid, req.token)
+        else:
+            w.header(NON, code, self.ids.next(), req.token)
+        if observe >= 0:
+            w.option_uint(coap.OBSERVE, observe)
+        if fmt >= 0:
+            w.option_uint(coap.CONTENT_FORMAT, fmt)
+        if observe >= 0:
+            w.option_uint(coap.MAX_AGE, self.max_age)
+        if block >= 0:
+            w.option_uint(coap.BLOCK2, block)
+        if size2 >= 0:
+            w.option_uint(coap.SIZE2, size2)
+        if size1 >= 0:
+            w.option_uint(coap.SIZE1, size1)
+        w.payload(payload)
+        return w.view()
+
+    # -- observers -------------------------------------------------------------------------
+
+    def _next_seq(self):
+        self.seq = (self.seq + 1) & 0xFFFFFF
+        return self.seq
+
+    def changed(self, resource):
+        """A resource's state changed: its observers are owed a notification (sent by service())."""
+        if self.observers.mark(resource):
+            self.pending = True
+
+    def _drop(self, i, why):
+        obs = self.observers
+        log.info("observer %s removed: %s", addr_str(obs.addrs[i]), why)
+        j = self.outbox.find_tag(i)
+        if j >= 0:
+            self.outbox.free(j)
+        obs.remove(i)
+
+    def _acked(self, addr, mid):
+        tag = self.outbox.pop(addr, mid)
+        if tag is not None and self.observers.dirty[tag]:
+            self.pending = True  # the state moved on while the CON was in flight
+
+    def _rejected(self, addr, mid):
+        # An RST answering a notification means the client has forgotten the observation.
+        tag = self.outbox.pop(addr, mid)
+        if tag is None:
+            tag = self.observers.find_mid(addr, mid)
+            if tag < 0:
+                return
+        self._drop(tag, "reset by client")
+
+    def _notification(self, i, mtype, mid):
+        obs = self.observers
+        fmt = obs.formats[i]
+        w = self.writer
+        w.header(mtype, coap.CONTENT, mid, obs.tokens[i])
+        w.option_uint(coap.OBSERVE, self._next_seq())
+        w.option_uint(coap.CONTENT_FORMAT, fmt)
+        w.option_uint(coap.MAX_AGE, self.max_age)
+        w.payload(obs.resources[i].render(fmt))
+        return w.view()
+
+    def _notify(self, i, now, con):
+        obs = self.observers
+        mid = self.ids.next()
+        obs.dirty[i] = False
+        obs.last_mid[i] = mid
+        addr = obs.addrs[i]
+        if con:
+            data = bytes(self._notification(i, CON, mid))
+            self.outbox.add(addr, mid, data, i, now)
+            obs.nons[i] = 0
+            obs.last_con[i] = now
+            self.send(data, addr)
+        else:
+            obs.nons[i] += 1
+            self.send(self._notification(i, NON, mid), addr)
+
+    def service(self):
+        """Retransmit, send owed notifications and keep-alives. Returns ms until it is due again."""
+        now = self.clock()
+        obs = self.observers
+        box = self.outbox
+        for j in range(box.capacity):
+            if not box.due(j, now):
+                continue
+            tag = box.tags[j]
+            if not box.backoff(j, now):
+                box.free(j)
+                self._drop(tag, "no ACK after %d retransmissions" % box.retries[j])
+                continue
+            if obs.dirty[tag]:
+                # The state moved on: send the latest instead, as a new message (RFC 7641 4.5.2).
+                mid = self.ids.next()
+                obs.dirty[tag] = False
+                obs.last_mid[tag] = mid
+                box.replace(j, mid, bytes(self._notification(tag, CON, mid)))
+            self.send(box.data[j], box.addrs[j])
+        self.pending = False
+        wait = _SERVICE_LIMIT_MS
+        keepalive = self.keepalive_ms
+        for i in range(obs.capacity):
+            if obs.addrs[i] is None:
+                continue
+            since = ticks_diff(now, obs.last_con[i])
+            if obs.dirty[i] or since >= keepalive:
+                if box.find_tag(i) >= 0:
+                    continue  # a CON is in flight; it carries the latest state when it goes again
+                self._notify(i, now, since >= keepalive or obs.nons[i] + 1 >= self.con_every)
+            elif keepalive - since < wait:
+                wait = keepalive - since
+        return box.next_deadline(now, wait)

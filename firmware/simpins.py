@@ -1,0 +1,71 @@
+# Simulated GPIO for the host: output levels are printed, input pins are driven from the console.
+import sys
+
+PINS = {}
+
+
+class SimPin:
+    def __init__(self, number, mode, pull=None):
+        self.number = number
+        self.mode = mode
+        # An input with a pull-up idles high, like the ESP32's BOOT button.
+        self.level = 1 if pull == "up" else 0
+        self.handler = None
+        PINS[number] = self
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        v = 1 if v else 0
+        if v != self.level or self.mode == "out":
+            self.level = v
+            if self.mode == "out":
+                print("[sim] output GPIO%d = %d" % (self.number, v))
+        return None
+
+    def irq(self, handler=None, trigger=None):
+        self.handler = handler
+
+    def drive(self, level):
+        """Set an input's level from outside, firing its interrupt on a change."""
+        level = 1 if level else 0
+        if level != self.level:
+            self.level = level
+            if self.handler:
+                self.handler(self)
+
+
+HELP = "commands: press, release (drive the input pin), on, off (set the alarm), state, help"
+
+
+def command(line, alarm, input_pin, active_low):
+    """One console command from the simulator's user. Returns the text to print."""
+    word = line.strip().lower()
+    if not word:
+        return ""
+    if word in ("press", "release"):
+        if input_pin is None:
+            return "no input pin configured"
+        active = word == "press"
+        input_pin.drive((0 if active else 1) if active_low else (1 if active else 0))
+        return "input GPIO%d %s" % (input_pin.number, "pressed" if active else "released")
+    if word in ("on", "off"):
+        alarm.set(word == "on", "console")
+        return "alarm " + word.upper()
+    if word == "state":
+        return "alarm " + ("ON" if alarm.on else "OFF")
+    return HELP
+
+
+async def console(alarm, input_pin, active_low, after):
+    """Read commands from stdin until it closes. after() runs once per command."""
+    from firmware.compat import readable
+    while True:
+        await readable(sys.stdin)
+        line = sys.stdin.readline()
+        if not line:
+            return  # stdin closed: keep serving, just without a console
+        out = command(line, alarm, input_pin, active_low)
+        if out:
+            print("[sim] " + out)
+        after()
