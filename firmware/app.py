@@ -3,7 +3,7 @@ import asyncio
 import random
 import socket
 
-from firmware import VERSION, compat, config, log
+from firmware import VERSION, compat, log
 from firmware.alarm import Alarm
 from firmware.hardware import Input, Output, pin_factory
 from firmware.resources import AlarmResource, WellKnownCore
@@ -80,9 +80,17 @@ class App:
         await asyncio.gather(*tasks)
 
 
+def load_config():
+    # The validator is only needed at boot: drop it afterwards to give its RAM back.
+    import sys
+    from firmware import config
+    cfg = config.load(compat.getenv(CONFIG_ENV, "config.json"))
+    del sys.modules["firmware.config"]
+    return cfg
+
+
 def main():
-    path = compat.getenv(CONFIG_ENV, "config.json")
-    cfg = config.load(path)
+    cfg = load_config()
     log.set_level(cfg["log_level"])
     machine = compat.machine
     ip = None

@@ -1,0 +1,218 @@
+# Test helpers: a UDP socket shim with a fake clock, a small blocking CoAP client,
+# and the firmware run as a real process (MicroPython VM, or CPython).
+import json
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from firmware import coap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tool(name):
+    """A command from the project's venv (next to this Python), else from PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(here):
+        return here
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError("%s not found: run the tests with `make test`" % name)
+    return found
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# -- the shim: a fake socket and a clock the test moves -------------------------------------
+
+class FakeClock:
+    def __init__(self, start=1000):
+        self.now = start
+
+    def __call__(self):
+        return self.now & 0x3FFFFFFF
+
+    def advance(self, ms):
+        self.now += ms
+
+
+class FakeSocket:
+    """Records what the server sends; `drop` decides per datagram whether the network eats it."""
+
+    def __init__(self):
+        self.sent = []        # (bytes, addr) actually delivered
+        self.drop = None      # fn(data, addr) -> True to lose the datagram
+
+    def sendto(self, data, addr):
+        data = bytes(data)
+        if self.drop is None or not self.drop(data, addr):
+            self.sent.append((data, addr))
+        return len(data)
+
+    def take(self):
+        """Messages sent since the last take(), decoded: list of (Message, addr)."""
+        out = [(coap.parse(d), a) for d, a in self.sent]
+        self.sent = []
+        return out
+
+
+def seeded_rand(seed=1):
+    import random
+    r = random.Random(seed)
+    return r.getrandbits
+
+
+def make_server(clock=None, sock=None, **overrides):
+    """A Server with /alarm and /.well-known/core over the shim. Returns (server, alarm, sock, clock)."""
+    from firmware import config
+    from firmware.alarm import Alarm
+    from firmware.resources import AlarmResource, WellKnownCore
+    from firmware.server import Server
+    cfg = dict(config.DEFAULTS)
+    cfg.update(overrides)
+    clock = clock or FakeClock()
+    sock = sock or FakeSocket()
+    alarm = Alarm(clock)
+    res = AlarmResource(alarm, cfg["max_payload"])
+    server = Server(sock, cfg, [res, WellKnownCore([res])], clock, seeded_rand())
+    alarm.listeners.append(lambda on, src: server.changed(res))
+    return server, alarm, sock, clock
+
+
+def request(code, path="alarm", mtype=coap.CON, mid=1, token=b"\x01", payload=b"", options=()):
+    msg = coap.Message(mtype, code, mid, token, [], payload)
+    for seg in path.split("/") if path else ():
+        msg.add(coap.URI_PATH, seg.encode())
+    for num, val in options:
+        msg.add(num, val if isinstance(val, bytes) else coap.uint_encode(val))
+    return coap.encode(msg)
+
+
+# -- a blocking client over real UDP ------------------------------------------------------
+
+class Client:
+    def __init__(self, port, host="127.0.0.1"):
+        self.addr = (host, port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.mid = int.from_bytes(os.urandom(2), "big")
+
+    def next_mid(self):
+        self.mid = (self.mid + 1) & 0xFFFF
+        return self.mid
+
+    def send(self, data):
+        self.sock.sendto(data, self.addr)
+
+    def recv(self, timeout=2.0):
+        self.sock.settimeout(timeout)
+        data, _ = self.sock.recvfrom(2048)
+        return coap.parse(data)
+
+    def request(self, code, path="alarm", payload=b"", mtype=coap.CON, token=b"\x42", options=(),
+                timeout=2.0, mid=None):
+        mid = self.next_mid() if mid is None else mid
+        self.send(request(code, path, mtype, mid, token, payload, options))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no response to %s" % path)
+            msg = self.recv(left)
+            if msg.token == token or msg.mid == mid:
+                return msg
+
+    def close(self):
+        self.sock.close()
+
+
+# -- the firmware as a process ------------------------------------------------------------
+
+class FirmwareProcess:
+    """main.py run under `micropython` (or CPython), with a config.json in a temp dir."""
+
+    def __init__(self, workdir, config, heap=None, interpreter="micropython"):
+        self.workdir = str(workdir)
+        cfg = {"bind": "127.0.0.1", "port": free_udp_port(), "log_level": "info"}
+        cfg.update(config)
+        self.config = cfg
+        self.port = cfg["port"]
+        self.heap = heap
+        self.interpreter = interpreter
+        self.lines = queue.Queue()
+        self.output = []
+        self.proc = None
+
+    def command(self):
+        if self.interpreter == "micropython":
+            cmd = [tool("micropython")]
+            if self.heap:
+                cmd += ["-X", "heapsize=%s" % self.heap]
+        else:
+            cmd = [sys.executable, "-u"]
+        return cmd + [os.path.join(ROOT, "main.py")]
+
+    def start(self, timeout=10):
+        path = os.path.join(self.workdir, "config-%d.json" % self.port)
+        with open(path, "w") as f:
+            json.dump(self.config, f)
+        env = dict(os.environ, COAP_ALARM_CONFIG=path)
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     bufsize=1)
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.wait_for("serving coap://", timeout)
+        return self
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, text, timeout=5):
+        """Block until a line of output contains text; returns that line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("firmware never printed %r; output:\n%s" % (text, "".join(self.output)))
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("firmware exited (%s) before printing %r; output:\n%s"
+                                     % (self.proc.poll(), text, "".join(self.output)))
+            if text in line:
+                return line
+
+    def console(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def client(self):
+        return Client(self.port)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
