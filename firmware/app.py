@@ -21,9 +21,9 @@ def open_socket(bind, port):
 
 
 class App:
-    def __init__(self, cfg, machine=None, sock=None):
+    def __init__(self, cfg, machine=None, sock=None, on=False):
         self.cfg = cfg
-        self.alarm = Alarm(compat.ticks_ms)
+        self.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
         make_pin = pin_factory(machine)
         self.output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
         self.output.set(self.alarm.on)
@@ -80,29 +80,66 @@ class App:
         await asyncio.gather(*tasks)
 
 
-def load_config():
+def load_config(path):
     # The validator is only needed at boot: drop it afterwards to give its RAM back.
     import sys
     from firmware import config
-    cfg = config.load(compat.getenv(CONFIG_ENV, "config.json"))
+    cfg = config.load(path)
     del sys.modules["firmware.config"]
     return cfg
 
 
+async def _serve(app, console, extra):
+    for coro in extra:
+        asyncio.create_task(coro)
+    await app.run(console=console)
+
+
 def main():
-    cfg = load_config()
+    path = compat.getenv(CONFIG_ENV, "config.json")
+    cfg = load_config(path)
     log.set_level(cfg["log_level"])
     machine = compat.machine
+    if machine is not None:
+        from firmware import watchdog
+        log.info("reset cause: %s", watchdog.reset_cause(machine))
+    on = False
+    store = None
+    if cfg["persist"]:
+        from firmware.persist import FILE, Store
+        store = Store(path[:path.rfind("/") + 1] + FILE)  # next to config.json
+        on = store.load()
+    link = None
     ip = None
     if machine is not None:
         from firmware import net
-        ip = net.start(cfg)
-    app = App(cfg, machine)
-    host = ip or ("127.0.0.1" if cfg["bind"] == "0.0.0.0" else cfg["bind"])
-    print("coap-alarm %s serving coap://%s:%d/alarm" % (VERSION, host, cfg["port"]))
+        link = net.start(cfg)  # interface on (or access point); no waiting yet
+        ip = net.AP_IP if link is None else None
+    app = App(cfg, machine, on=on)  # the output pin shows the restored state from here on
+    if store is not None:
+        app.alarm.listeners.append(store.save)
+    extra = []
+    wdt = None
+    if link is not None:
+        import time
+        if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms):
+            ip = link.ip
+        extra.append(link.run())  # keeps reconnecting while CoAP is served
+    if machine is not None:
+        wdt = watchdog.start(machine, cfg["watchdog_s"])
+        if wdt is not None:
+            extra.append(watchdog.feed(wdt, 1000))
+    if machine is None:
+        ip = "127.0.0.1" if cfg["bind"] == "0.0.0.0" else cfg["bind"]
+    print("coap-alarm %s serving coap://%s:%d/alarm" % (VERSION, ip or "(waiting for Wi-Fi)", cfg["port"]))
     if machine is None:
         from firmware import simpins
         print("[sim] simulated pins: output GPIO%d, input %s. %s" % (
             cfg["output_pin"], "GPIO%d" % cfg["input_pin"] if cfg["input_pin"] is not None else "none",
             simpins.HELP))
-    asyncio.run(app.run(console=machine is None))
+    try:
+        asyncio.run(_serve(app, machine is None, extra))
+    except KeyboardInterrupt:
+        if wdt is not None:
+            watchdog.relax(machine)
+        raise

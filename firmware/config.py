@@ -5,6 +5,8 @@ DEFAULTS = {
     # Network
     "wifi_ssid": "",            # empty: start an access point instead (see net.py)
     "wifi_password": "",
+    "wifi_timeout_s": 15,       # one connection attempt; failures retry with backoff
+    "ap_password": "",          # access point mode: empty for an open network
     "hostname": "coap-alarm",
     "bind": "0.0.0.0",
     "port": 5683,
@@ -26,6 +28,7 @@ DEFAULTS = {
     # Behaviour
     "log_level": "info",        # "debug", "info", "warning", "error"
     "persist": False,           # keep the alarm state across reboots (written on change only)
+    "watchdog_s": 30,           # board only: reset if the loop hangs this long; 0 turns it off
 }
 
 # key: (type or tuple of types, check or None, what a good value looks like)
@@ -33,19 +36,35 @@ _LEVELS = ("debug", "info", "warning", "error")
 _PULLS = ("up", "down", None)
 
 
-def _pin(v):
-    return 0 <= v <= 48
+# ESP32 GPIOs. 6-11 exist but drive the SPI flash; 34-39 are inputs only, without pulls.
+_FLASH = (6, 7, 8, 9, 10, 11)
+_INPUT_ONLY = (34, 35, 36, 37, 38, 39)
+_PINS = "0-5, 12-19, 21-23, 25-27, 32-33"
+
+
+def _gpio(v):
+    return (0 <= v <= 39 and v not in (20, 24, 28, 29, 30, 31)) and v not in _FLASH
+
+
+def _out_pin(v):
+    return _gpio(v) and v not in _INPUT_ONLY
+
+
+def _in_pin(v):
+    return v is None or _gpio(v)
 
 
 SCHEMA = {
     "wifi_ssid": (str, lambda v: len(v) <= 32, "a string of at most 32 characters"),
     "wifi_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 64, "empty, or 8 to 64 characters"),
+    "wifi_timeout_s": (int, lambda v: 1 <= v <= 120, "an integer from 1 to 120"),
+    "ap_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 64, "empty, or 8 to 64 characters"),
     "hostname": (str, lambda v: 0 < len(v) <= 32, "a non-empty string of at most 32 characters"),
     "bind": (str, lambda v: len(v) > 0, "an IP address such as 0.0.0.0"),
     "port": (int, lambda v: 1 <= v <= 65535, "an integer from 1 to 65535"),
-    "output_pin": (int, _pin, "a GPIO number from 0 to 48"),
+    "output_pin": (int, _out_pin, "an ESP32 GPIO that can drive an output (" + _PINS + ")"),
     "output_active_high": (bool, None, "true or false"),
-    "input_pin": ((int, type(None)), lambda v: v is None or _pin(v), "a GPIO number from 0 to 48, or null"),
+    "input_pin": ((int, type(None)), _in_pin, "an ESP32 GPIO (" + _PINS + ", 34-39), or null"),
     "input_pull": ((str, type(None)), lambda v: v in _PULLS, '"up", "down" or null'),
     "input_active_low": (bool, None, "true or false"),
     "input_debounce_ms": (int, lambda v: 0 <= v <= 10000, "an integer from 0 to 10000"),
@@ -57,6 +76,7 @@ SCHEMA = {
     "keepalive_s": (int, lambda v: 10 <= v <= 86400, "an integer from 10 to 86400"),
     "log_level": (str, lambda v: v in _LEVELS, "one of " + ", ".join(_LEVELS)),
     "persist": (bool, None, "true or false"),
+    "watchdog_s": (int, lambda v: v == 0 or 5 <= v <= 3600, "0 (off), or an integer from 5 to 3600"),
 }
 
 
@@ -83,15 +103,29 @@ def validate(raw, report=print):
             cfg[key] = value
         else:
             report("config: %s = %r is not %s; using default %r" % (key, value, want, DEFAULTS[key]))
+    _cross_check(cfg, report)
     return cfg
+
+
+def _cross_check(cfg, report):
+    # Keys that are fine alone but not together.
+    pin = cfg["input_pin"]
+    if pin is not None and pin == cfg["output_pin"]:
+        report("config: input_pin %d is also the output_pin; input disabled" % pin)
+        cfg["input_pin"] = None
+    elif pin in _INPUT_ONLY and cfg["input_pull"] is not None:
+        report("config: GPIO%d has no internal pull resistor; input_pull set to null "
+               "(fit an external resistor)" % pin)
+        cfg["input_pull"] = None
 
 
 def load(path="config.json", report=print):
     """Read config.json. Missing file: defaults. Broken file: reported, defaults."""
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:  # bytes: bad UTF-8 is then a JSON error, not a crash
             text = f.read()
     except OSError:
+        report("config: no %s; using defaults" % path)
         return dict(DEFAULTS)
     try:
         raw = json.loads(text)

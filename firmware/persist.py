@@ -1,0 +1,58 @@
+# The alarm state on flash, so that a reboot does not silence (or raise) the alarm.
+# Written only on change, to spare the flash; written atomically: a temporary file, then a
+# rename, so a power cut mid-write leaves the old or the new state, never a broken file.
+import json
+import os
+
+from firmware import log
+
+FILE = "alarm_state.json"
+
+
+class Store:
+    def __init__(self, path=FILE):
+        self.path = path
+        self.tmp = path + ".tmp"
+        self.saved = None   # what the file holds, so an unchanged state costs no write
+
+    def load(self):
+        """The saved state (True for ON); OFF when there is none or it cannot be read."""
+        try:
+            os.remove(self.tmp)  # left by a power cut mid-write: the real file is intact
+            log.warning("persist: removed the unfinished %s", self.tmp)
+        except OSError:
+            pass
+        try:
+            with open(self.path) as f:
+                text = f.read()
+        except OSError:
+            log.info("persist: no saved state yet; alarm starts OFF")
+            self.saved = None
+            return False
+        try:
+            on = json.loads(text)["on"]
+            if on is not True and on is not False:
+                raise ValueError("on is not true or false")
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            log.error("persist: %s is corrupt (%r); alarm starts OFF", self.path, e)
+            return False
+        self.saved = on
+        log.info("persist: restored alarm %s", "ON" if on else "OFF")
+        return on
+
+    def save(self, on, source=None):
+        """Alarm listener: write the new state. A flash error is logged, never raised."""
+        if on == self.saved:
+            return
+        try:
+            with open(self.tmp, "w") as f:
+                f.write('{"on": true}\n' if on else '{"on": false}\n')
+            try:
+                os.rename(self.tmp, self.path)
+            except OSError:
+                # FAT cannot rename over a file; littlefs (the ESP32 default) and POSIX can.
+                os.remove(self.path)
+                os.rename(self.tmp, self.path)
+            self.saved = on
+        except OSError as e:
+            log.error("persist: cannot save the state to %s: %r", self.path, e)

@@ -1,0 +1,200 @@
+# config.json: every kind of bad configuration is reported and replaced by its default,
+# on CPython (unit) and on the real firmware under MicroPython (it still serves CoAP).
+import json
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from firmware import coap, config
+from harness import FirmwareProcess, tool, ROOT
+
+
+def check(raw):
+    said = []
+    cfg = config.validate(raw, said.append)
+    return cfg, said
+
+
+def test_missing_file_means_defaults_and_says_so(tmp_path):
+    said = []
+    cfg = config.load(str(tmp_path / "config.json"), said.append)
+    assert cfg == config.DEFAULTS
+    assert said == ["config: no %s; using defaults" % (tmp_path / "config.json")]
+
+
+def test_every_default_passes_its_own_schema():
+    cfg, said = check(dict(config.DEFAULTS))
+    assert said == [] and cfg == config.DEFAULTS
+    assert set(config.SCHEMA) == set(config.DEFAULTS)
+
+
+def test_a_good_file_is_taken_as_is(tmp_path):
+    raw = {"wifi_ssid": "home", "wifi_password": "secret123", "hostname": "siren", "port": 5700,
+           "output_pin": 4, "output_active_high": False, "input_pin": 35, "input_pull": None,
+           "input_debounce_ms": 20, "max_observers": 4, "log_level": "debug", "persist": True,
+           "watchdog_s": 0}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(raw))
+    said = []
+    cfg = config.load(str(p), said.append)
+    assert said == []
+    for k, v in raw.items():
+        assert cfg[k] == v
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"port": 5683,', "is not valid JSON"),
+    ("", "is not valid JSON"),
+    (b"\xff\xfe{}", "is not valid JSON"),
+])
+def test_malformed_file_is_reported_and_defaults_used(tmp_path, text, why):
+    p = tmp_path / "config.json"
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text)
+    said = []
+    assert config.load(str(p), said.append) == config.DEFAULTS
+    assert len(said) == 1 and why in said[0] and "using defaults" in said[0]
+
+
+def test_a_json_list_is_not_a_config():
+    cfg, said = check([1, 2])
+    assert cfg == config.DEFAULTS and said == ["config: expected a JSON object, got list; using defaults"]
+
+
+@pytest.mark.parametrize("key, value", [
+    ("output_pin", 20),      # no GPIO20 on an ESP32
+    ("output_pin", 99),
+    ("output_pin", 6),       # wired to the SPI flash
+    ("output_pin", 36),      # input only
+    ("input_pin", 40),
+    ("port", 0),
+    ("port", 70000),
+    ("port", "5683"),        # a string where a number belongs
+    ("port", 5683.0),
+    ("port", True),          # JSON true is no port number
+    ("input_debounce_ms", "fast"),
+    ("max_observers", 0),
+    ("persist", "yes"),
+    ("output_active_high", 1),
+    ("log_level", "verbose"),
+    ("input_pull", "sideways"),
+    ("wifi_password", "short"),
+    ("wifi_ssid", "x" * 33),
+    ("hostname", ""),
+    ("watchdog_s", 2),
+])
+def test_each_bad_value_is_named_and_only_it_falls_back(key, value):
+    other = "log_level" if key != "log_level" else "port"
+    good = {"log_level": "debug", "port": 6000}[other]
+    cfg, said = check({key: value, other: good})
+    assert cfg[key] == config.DEFAULTS[key]
+    assert cfg[other] == good
+    assert len(said) == 1
+    assert said[0].startswith("config: %s = %r is not " % (key, value))
+    assert said[0].endswith("using default %r" % (config.DEFAULTS[key],))
+
+
+def test_unknown_key_is_reported_not_silently_dropped():
+    cfg, said = check({"wifi_pasword": "typo1234"})
+    assert said == ["config: unknown key 'wifi_pasword' ignored"]
+    assert cfg == config.DEFAULTS
+
+
+def test_input_on_the_output_pin_is_disabled():
+    cfg, said = check({"output_pin": 4, "input_pin": 4})
+    assert cfg["input_pin"] is None and cfg["output_pin"] == 4
+    assert said == ["config: input_pin 4 is also the output_pin; input disabled"]
+
+
+def test_pull_on_an_input_only_pin_is_dropped():
+    cfg, said = check({"input_pin": 34, "input_pull": "up"})
+    assert cfg["input_pin"] == 34 and cfg["input_pull"] is None
+    assert len(said) == 1 and "GPIO34 has no internal pull resistor" in said[0]
+
+
+def test_config_module_compiles_and_validates_under_micropython(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"port": "x", "output_pin": 20, "persist": True}))
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from firmware import config\n"
+            "c = config.load(%r)\n"
+            "print('RESULT', c['port'], c['output_pin'], c['persist'])\n") % (ROOT, str(p))
+    out = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True,
+                         timeout=20).stdout
+    assert "config: port = 'x' is not an integer from 1 to 65535; using default 5683" in out
+    assert "config: output_pin = 20 is not an ESP32 GPIO" in out
+    assert "RESULT 5683 2 True" in out
+
+
+# -- the real firmware, booted under MicroPython with a bad config ----------------------------
+
+def test_firmware_with_bad_values_reports_them_and_serves(firmware):
+    fw = firmware(output_pin=20, input_debounce_ms="fast", max_observers=-1, log_level=3,
+                  colour="red")
+    out = "".join(fw.output)
+    assert "config: output_pin = 20 is not an ESP32 GPIO" in out
+    assert "config: input_debounce_ms = 'fast' is not an integer" in out
+    assert "config: max_observers = -1 is not" in out
+    assert "config: log_level = 3 is not one of" in out
+    assert "config: unknown key 'colour' ignored" in out
+    c = fw.client()
+    assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+    fw.wait_for("output GPIO2 = 1")  # the default output pin took over
+    assert fw.alive()
+    c.close()
+
+
+class RawConfigFirmware(FirmwareProcess):
+    """main.py with a config file that is not valid JSON: it must boot on the defaults."""
+
+    def __init__(self, workdir, raw):
+        super().__init__(workdir, {})
+        self.raw = raw
+        self.port = config.DEFAULTS["port"]
+
+    def start(self, timeout=10):
+        path = os.path.join(self.workdir, "config.json")
+        with open(path, "wb") as f:
+            f.write(self.raw)
+        env = dict(os.environ, COAP_ALARM_CONFIG=path)
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     bufsize=1, errors="replace")
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.wait_for("serving coap://", timeout)
+        return self
+
+
+def default_port_free():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("0.0.0.0", config.DEFAULTS["port"]))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("raw", [b'{"port": 6001, "output_pin": 4', b"\xff\xfe not text"])
+def test_firmware_with_malformed_file_boots_on_defaults(tmp_path, raw):
+    free = default_port_free()
+    fw = RawConfigFirmware(tmp_path, raw)
+    try:
+        fw.start()
+        out = "".join(fw.output)
+        assert "is not valid JSON" in out and "using defaults" in out
+        assert "serving coap://127.0.0.1:5683/alarm" in out
+        if free:  # someone else's simulator on 5683 would answer instead of ours
+            c = fw.client()
+            assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+            fw.wait_for("output GPIO2 = 1")
+            c.close()
+        assert fw.alive()
+    finally:
+        fw.stop()
