@@ -93,12 +93,14 @@ class Link:
     def wait_up(self, timeout_ms, sleep):
         """At boot: step until connected or timeout_ms passed (blocking). True if up."""
         start = self.clock()
-        while not self.up():
+        while True:
+            wait = self.step()
+            if self.up():
+                return True
             left = timeout_ms - ticks_diff(self.clock(), start)
             if left <= 0:
                 return False
-            sleep(min(self.step(), left))
-        return True
+            sleep(min(wait, left))
 
     async def run(self, sleep=sleep_ms):
         # The task that keeps the link up while the CoAP loop runs.

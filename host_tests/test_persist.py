@@ -1,0 +1,106 @@
+# The alarm state survives a reboot: written on change only, atomically, restored at boot.
+import os
+
+from firmware import coap
+from firmware.persist import Store
+
+
+def store(tmp_path):
+    return Store(str(tmp_path / "alarm_state.json"))
+
+
+def test_state_round_trips(tmp_path):
+    s = store(tmp_path)
+    s.save(True)
+    assert store(tmp_path).load() is True
+    s.save(False)
+    assert store(tmp_path).load() is False
+    assert os.listdir(tmp_path) == ["alarm_state.json"]  # no temporary file left behind
+
+
+def test_unchanged_state_is_not_written_again(tmp_path):
+    s = store(tmp_path)
+    s.save(True)
+    os.remove(s.path)
+    s.save(True)          # same state: the flash is spared
+    assert not os.path.exists(s.path)
+    s.save(False)
+    assert os.path.exists(s.path)
+
+
+def test_loaded_state_counts_as_written(tmp_path):
+    store(tmp_path).save(True)
+    s = store(tmp_path)
+    assert s.load() is True
+    os.remove(s.path)
+    s.save(True)
+    assert not os.path.exists(s.path)
+
+
+def test_no_file_starts_off(tmp_path, capsys):
+    assert store(tmp_path).load() is False
+    assert "no saved state yet; alarm starts OFF" in capsys.readouterr().out
+
+
+def test_leftover_temporary_file_is_ignored_and_removed(tmp_path, capsys):
+    # A power cut between writing the temporary file and the rename.
+    s = store(tmp_path)
+    s.save(True)
+    with open(s.tmp, "w") as f:
+        f.write('{"on": fal')
+    assert store(tmp_path).load() is True
+    assert not os.path.exists(s.tmp)
+    assert "removed the unfinished" in capsys.readouterr().out
+
+
+def test_corrupt_file_falls_back_to_off_with_a_message(tmp_path, capsys):
+    for text in ('{"on": tr', "", "[]", '{"on": "yes"}', '{"state": 1}', "\x00\x00"):
+        with open(str(tmp_path / "alarm_state.json"), "w") as f:
+            f.write(text)
+        assert store(tmp_path).load() is False, text
+        assert "is corrupt" in capsys.readouterr().out
+
+
+def test_write_failure_is_logged_not_raised(tmp_path, capsys):
+    s = Store(str(tmp_path / "missing-dir" / "alarm_state.json"))
+    s.save(True)
+    assert "cannot save the state" in capsys.readouterr().out
+    assert s.saved is None  # so the next change tries again
+
+
+def test_firmware_restores_persisted_state_after_a_restart(firmware):
+    fw = firmware(persist=True)
+    assert "no saved state yet" in "".join(fw.output)
+    c = fw.client()
+    assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+    fw.wait_for("output GPIO2 = 1")
+    c.close()
+    fw.stop()
+    again = firmware(persist=True, port=fw.port)
+    out = "".join(again.output)
+    # The pin is driven ON before the server announces itself.
+    assert out.index("output GPIO2 = 1") < out.index("serving coap://")
+    assert "restored alarm ON" in out
+    c = again.client()
+    assert c.request(coap.GET).payload == b"ON"
+    c.close()
+
+
+def test_firmware_with_corrupt_state_boots_off_and_serves(firmware, tmp_path):
+    (tmp_path / "alarm_state.json").write_text('{"on": tr')
+    (tmp_path / "alarm_state.json.tmp").write_text("garbage")
+    fw = firmware(persist=True)
+    out = "".join(fw.output)
+    assert "is corrupt" in out and "alarm starts OFF" in out
+    c = fw.client()
+    assert c.request(coap.GET).payload == b"OFF"
+    c.close()
+
+
+def test_without_persist_nothing_is_written(firmware, tmp_path):
+    fw = firmware()
+    c = fw.client()
+    assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+    fw.wait_for("output GPIO2 = 1")
+    c.close()
+    assert not (tmp_path / "alarm_state.json").exists()
