@@ -83,9 +83,13 @@ class App:
 def load_config(path):
     # The validator is only needed at boot: drop it afterwards to give its RAM back.
     import sys
+    import firmware
     from firmware import config
     cfg = config.load(path)
-    del sys.modules["firmware.config"]
+    # Both references must go: sys.modules and the package's attribute.
+    sys.modules.pop("firmware.config", None)
+    if hasattr(firmware, "config"):
+        delattr(firmware, "config")
     return cfg
 
 
