@@ -5,6 +5,11 @@ BIN    := $(VENV)/bin
 PORT   ?= 5683
 BIND   ?= 127.0.0.1
 HEAP   ?=
+# The board's serial port for `make deploy`. PORT is the simulator's UDP port, but
+# `make deploy PORT=/dev/ttyUSB0` works too: a PORT that is a path is taken as the device.
+DEVICE ?= $(if $(findstring /,$(PORT)),$(PORT),/dev/ttyUSB0)
+# Passed to the recipe through the environment, so quotes in a password cannot break the shell.
+export DEVICE SSID PASSWORD CONFIG
 
 .PHONY: sim test bench deploy venv clean
 
@@ -22,6 +27,14 @@ sim: $(BIN)/.ready
 ## Run every host test (CPython unit tests, MicroPython VM, real CoAP peers).
 test: $(BIN)/.ready
 	$(BIN)/python -m pytest host_tests -q $(PYTEST_ARGS)
+
+## Put the alarm on a board running MicroPython (docs/flash-a-board.md):
+##   make deploy DEVICE=/dev/ttyUSB0 [SSID=home PASSWORD='...'] [CONFIG=my.json] [MPY=1] [DRY_RUN=1]
+##              [DEPLOY_ARGS='--persist --output-pin 4 ...']   (python tools/deploy.py --help)
+deploy: $(BIN)/.ready
+	$(BIN)/python tools/deploy.py --device "$$DEVICE" $(if $(SSID),--ssid "$$SSID") \
+	  $(if $(PASSWORD),--password "$$PASSWORD") $(if $(CONFIG),--config "$$CONFIG") \
+	  $(if $(MPY),--mpy) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build

@@ -345,3 +345,27 @@ def test_every_error_message_is_tested():
     for m in messages:
         parts = [p.strip(" :.()") for p in re.split(r"%[-\d.]*[sdrg]|\\n|[:;(),]|\. ", m)]
         assert any(len(p) >= 10 and p in here for p in parts), "untested deploy error: %r" % m
+
+
+def make_deploy(*assignments):
+    return subprocess.run(["make", "-s", "-C", ROOT, "deploy"] + list(assignments),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_make_deploy_runs_the_tool_against_the_device(vboard):
+    board = vboard()
+    r = make_deploy("DEVICE=" + board.device, "DRY_RUN=1", "SSID=home net",
+                    "PASSWORD=it's \"secret\" $HOME", "DEPLOY_ARGS=--persist")
+    assert r.returncode == 0, r.stderr
+    assert "deploy to %s" % board.device in r.stdout and "dry run: nothing was changed" in r.stdout
+    # `make deploy PORT=/dev/...` (the simulator's variable) names the device too.
+    r = make_deploy("PORT=" + board.device, "DRY_RUN=1")
+    assert r.returncode == 0 and "deploy to %s" % board.device in r.stdout
+
+
+def test_make_deploy_passes_the_password_verbatim(tmp_path):
+    # Too short on purpose: deploy.py refuses it and prints back exactly what reached it.
+    password = "a'b\"$c"
+    r = make_deploy("DEVICE=" + str(tmp_path / "none"), "PASSWORD=" + password)
+    assert r.returncode != 0
+    assert "wifi_password = %r is not" % password in r.stderr

@@ -1,0 +1,55 @@
+# package.json (for `mpremote mip install`) must list exactly what a board needs.
+import json
+import os
+
+from firmware import VERSION
+from harness import ROOT
+
+
+def load():
+    with open(os.path.join(ROOT, "package.json")) as f:
+        return json.load(f)
+
+
+def test_lists_every_firmware_file_and_boot_and_main():
+    pkg = load()
+    targets = [t for t, _ in pkg["urls"]]
+    fw = sorted("firmware/" + n for n in os.listdir(os.path.join(ROOT, "firmware")) if n.endswith(".py"))
+    assert sorted(targets) == sorted(["boot.py", "main.py"] + fw)
+    assert len(set(targets)) == len(targets)
+
+
+def test_urls_are_relative_to_the_repository_and_exist():
+    # Relative URLs resolve against package.json's own location, whatever the repo is called.
+    for target, url in load()["urls"]:
+        assert url == target and os.path.isfile(os.path.join(ROOT, url))
+
+
+def test_version_matches_the_firmware():
+    assert load()["version"] == VERSION
+
+
+def test_mip_install_of_package_json_gives_a_board_that_serves(tmp_path):
+    # The same thing `mpremote mip install --target / github:OWNER/REPO` does, from this checkout.
+    import subprocess
+    from firmware import coap
+    from harness import free_udp_port, tool
+    from vboard import BoardProcess, VirtualBoard
+    board = VirtualBoard(tmp_path)
+    fw = None
+    try:
+        r = subprocess.run([tool("mpremote"), "connect", board.device, "resume", "mip", "install",
+                            "--target", ".", os.path.join(ROOT, "package.json")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        port = free_udp_port()
+        with open(os.path.join(board.fs, "config.json"), "w") as f:
+            json.dump({"port": port, "bind": "127.0.0.1"}, f)
+        fw = BoardProcess(board.fs, port).start()
+        c = fw.client()
+        assert c.request(coap.GET).payload == b"OFF"
+        c.close()
+    finally:
+        if fw:
+            fw.stop()
+        board.close()
