@@ -8,7 +8,10 @@ HEAP   ?=
 # The board's serial port for `make deploy`. PORT is the simulator's UDP port, but
 # `make deploy PORT=/dev/ttyUSB0` works too: a PORT that is a path is taken as the device.
 DEVICE ?= $(if $(findstring /,$(PORT)),$(PORT),/dev/ttyUSB0)
-# Passed to the recipe through the environment, so quotes in a password cannot break the shell.
+# Passed to the recipe through the environment, taken literally: quotes and $ in a password
+# can break neither make nor the shell.
+override SSID := $(value SSID)
+override PASSWORD := $(value PASSWORD)
 export DEVICE SSID PASSWORD CONFIG
 
 .PHONY: sim test bench deploy venv clean
