@@ -12,7 +12,7 @@ DEVICE ?= $(if $(findstring /,$(PORT)),$(PORT),/dev/ttyUSB0)
 # can break neither make nor the shell.
 override SSID := $(value SSID)
 override PASSWORD := $(value PASSWORD)
-export DEVICE SSID PASSWORD CONFIG
+export SSID PASSWORD CONFIG
 
 .PHONY: sim test bench deploy venv clean
 
@@ -35,7 +35,7 @@ test: $(BIN)/.ready
 ##   make deploy DEVICE=/dev/ttyUSB0 [SSID=home PASSWORD='...'] [CONFIG=my.json] [MPY=1] [DRY_RUN=1]
 ##              [DEPLOY_ARGS='--persist --output-pin 4 ...']   (python tools/deploy.py --help)
 deploy: $(BIN)/.ready
-	$(BIN)/python tools/deploy.py --device "$$DEVICE" $(if $(SSID),--ssid "$$SSID") \
+	$(BIN)/python tools/deploy.py --device '$(DEVICE)' $(if $(SSID),--ssid "$$SSID") \
 	  $(if $(PASSWORD),--password "$$PASSWORD") $(if $(CONFIG),--config "$$CONFIG") \
 	  $(if $(MPY),--mpy) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
