@@ -44,6 +44,8 @@ class Link:
             log.warning("Wi-Fi: lost the link to %s; reconnecting", self.ssid)
             self.ip = None
             self.state = _IDLE
+        elif wlan.isconnected():
+            return self._connected()  # also when the driver got there on its own
         if self.state == _WAIT:
             left = ticks_diff(self.since, now)
             if left > 0:
@@ -52,20 +54,21 @@ class Link:
         if self.state == _IDLE:
             return self._attempt(now)
         # Connecting.
-        if wlan.isconnected():
-            self.ip = wlan.ifconfig()[0]
-            self.state = _UP
-            self.backoff = BACKOFF_MS
-            self.attempts = 0
-            print("Wi-Fi: connected to %s, IP address %s" % (self.ssid, self.ip))
-            print("coap-alarm: observe coap://%s:%d/alarm" % (self.ip, self.port))
-            return CHECK_MS
         why = self.failures.get(wlan.status())
         if why is None and ticks_diff(now, self.since) >= self.timeout_ms:
             why = "no connection after %d s" % (self.timeout_ms // 1000)
         if why is None:
             return POLL_MS
         return self._failed(now, why)
+
+    def _connected(self):
+        self.ip = self.wlan.ifconfig()[0]
+        self.state = _UP
+        self.backoff = BACKOFF_MS
+        self.attempts = 0
+        print("Wi-Fi: connected to %s, IP address %s" % (self.ssid, self.ip))
+        print("coap-alarm: observe coap://%s:%d/alarm" % (self.ip, self.port))
+        return CHECK_MS
 
     def _attempt(self, now):
         self.attempts += 1
@@ -84,6 +87,10 @@ class Link:
 
     def _failed(self, now, why):
         wait = self.backoff
+        try:
+            self.wlan.disconnect()  # a quiet backoff: no driver retries meanwhile
+        except OSError:
+            pass
         log.warning("Wi-Fi: %s: %s; next attempt in %d s", self.ssid, why, wait // 1000)
         self.state = _WAIT
         self.since = ticks_add(now, wait)

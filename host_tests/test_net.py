@@ -253,3 +253,16 @@ def test_with_ssid_a_station_link_that_knows_the_ports_failure_codes():
     assert nw.host == "siren"
     assert link.ssid == "home" and link.timeout_ms == 7000
     assert link.failures == {202: "wrong password", 201: "no network with that name"}
+
+
+def test_a_connection_the_driver_makes_during_the_backoff_is_kept():
+    clock = FakeClock(0)
+    wlan = FakeWLAN(clock)
+    wlan.link = False
+    link = make_link(clock, wlan, timeout_ms=5000)
+    run_until(link, clock, 5500)             # first attempt failed: waiting 1 s
+    assert len(wlan.connects) == 1 and not link.up()
+    wlan.link = True
+    wlan.connected_at = clock.now            # the ESP32 driver's own retry succeeded
+    link.step()
+    assert link.up() and len(wlan.connects) == 1   # not torn down by a needless reconnect
