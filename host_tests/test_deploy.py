@@ -99,7 +99,11 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
 
 def test_only_changed_files_are_copied(vboard):
     board = vboard()
-    assert board.deploy("--no-reset").returncode == 0
+    # A board that already has this version (put there directly: a full deploy is tested above).
+    import shutil
+    os.makedirs(os.path.join(board.fs, "firmware"))
+    for name in ["boot.py", "main.py"] + ["firmware/" + n for n in firmware_files()]:
+        shutil.copy(os.path.join(ROOT, name), os.path.join(board.fs, name))
     with open(os.path.join(board.fs, "firmware", "log.py"), "a") as f:
         f.write("# edited on the board\n")
     os.remove(os.path.join(board.fs, "main.py"))

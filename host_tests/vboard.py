@@ -43,7 +43,8 @@ class VirtualBoard:
         self.fs = os.path.join(self.dir, "board")
         os.makedirs(self.fs, exist_ok=True)
         self.device = os.path.join(self.dir, "ttyV")
-        if program is None:
+        micropython = program is None
+        if micropython:
             cmd = tool("micropython") + " -i"
             if flash_blocks:
                 setup = os.path.join(self.dir, "small_flash.py")
@@ -64,6 +65,25 @@ class VirtualBoard:
                 raise RuntimeError("socat did not create %s: %s" % (
                     self.device, self.proc.stderr.read().decode(errors="replace")))
             time.sleep(0.02)  # polling for the link to appear, bounded by the deadline
+        if micropython:
+            self._wait_for_prompt(deadline)
+
+    def _wait_for_prompt(self, deadline):
+        # MicroPython flushes pending input when it puts its terminal in raw mode: talking to it
+        # before its first prompt could lose mpremote's Ctrl-A. So wait for ">>> ".
+        import select
+        fd = os.open(self.device, os.O_RDWR | os.O_NOCTTY)
+        seen = b""
+        try:
+            while b">>> " not in seen:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    self.close()
+                    raise RuntimeError("the virtual board never showed its prompt: %r" % seen[-300:])
+                if select.select([fd], [], [], left)[0]:
+                    seen += os.read(fd, 1024)
+        finally:
+            os.close(fd)
 
     def deploy(self, *args, timeout=60):
         """Run tools/deploy.py against this board; returns the CompletedProcess."""
