@@ -99,6 +99,20 @@ async def _serve(app, console, extra):
     await app.run(console=console)
 
 
+def _bring_up(cfg, machine, on, tasks):
+    """On a board: drive the output, then the network. Returns the IP address, if known."""
+    from firmware import net
+    from firmware.hardware import Output, pin_factory
+    # The restored state reaches the pin first: Wi-Fi can take many seconds.
+    Output(pin_factory(machine)(cfg["output_pin"], "out"), cfg["output_active_high"]).set(on)
+    link = net.start(cfg)  # the station's interface, or the access point
+    if link is None:
+        return net.AP_IP
+    tasks.append(link.run())  # keeps reconnecting while CoAP is served
+    import time
+    return link.ip if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms) else None
+
+
 def main():
     path = compat.getenv(CONFIG_ENV, "config.json")
     cfg = load_config(path)
@@ -113,22 +127,14 @@ def main():
         from firmware.persist import FILE, Store
         store = Store(path[:path.rfind("/") + 1] + FILE)  # next to config.json
         on = store.load()
-    link = None
     ip = None
+    extra = []
     if machine is not None:
-        from firmware import net
-        link = net.start(cfg)  # interface on (or access point); no waiting yet
-        ip = net.AP_IP if link is None else None
-    app = App(cfg, machine, on=on)  # the output pin shows the restored state from here on
+        ip = _bring_up(cfg, machine, on, extra)
+    app = App(cfg, machine, on=on)
     if store is not None:
         app.alarm.listeners.append(store.save)
-    extra = []
     wdt = None
-    if link is not None:
-        import time
-        if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms):
-            ip = link.ip
-        extra.append(link.run())  # keeps reconnecting while CoAP is served
     if machine is not None:
         wdt = watchdog.start(machine, cfg["watchdog_s"])
         if wdt is not None:

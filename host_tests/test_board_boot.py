@@ -105,8 +105,9 @@ def test_station_boot_order(board, tmp_path, capsys):
                 watchdog_s=20)
     out = capsys.readouterr().out
     assert "reset cause: WDT_RESET" in out
-    # The restored ON reaches the pin before Wi-Fi connects; the watchdog starts last.
-    assert EVENTS.index("GPIO2=1") < EVENTS.index("connect home") < EVENTS.index("WDT(20000)")
+    # The restored ON reaches the pin before any Wi-Fi work; the watchdog starts last.
+    assert EVENTS.index("GPIO2=1") < EVENTS.index("STA active") < EVENTS.index("connect home") \
+        < EVENTS.index("WDT(20000)")
     assert "hostname coap-alarm" in EVENTS
     assert "coap-alarm 0.1.0 serving coap://10.0.0.7:%d/alarm" % cfg["port"] in out
 
@@ -116,4 +117,5 @@ def test_access_point_boot_and_no_watchdog_when_off(board, capsys):
     out = capsys.readouterr().out
     assert "access point coap-alarm-ABCD (open), address 192.168.4.1" in out
     assert "serving coap://192.168.4.1:%d/alarm" % cfg["port"] in out
-    assert "AP active" in EVENTS and not any(e.startswith("WDT") for e in EVENTS)
+    assert EVENTS.index("GPIO2=0") < EVENTS.index("AP active")
+    assert not any(e.startswith("WDT") for e in EVENTS)
