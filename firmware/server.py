@@ -142,6 +142,8 @@ class Server:
                 if obs == 0 and code == coap.CONTENT:
                     if self.observers.add(addr, req.token, res, fmt, now) >= 0:
                         observe = self._next_seq()
+                        log.info("observer %s on /%s (%d/%d)", addr_str(addr), res.path.decode(),
+                                 len(self.observers), self.observers.capacity)
                     else:
                         log.info("observer table full; %s gets a plain response", addr_str(addr))
                 else:
