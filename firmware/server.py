@@ -132,7 +132,8 @@ class Server:
             msg = coap.parse(data)
         except coap.CoapError:
             return
-        if msg.mtype != NON or not 0 < msg.code < 32 or self.dedup.find(addr, msg.mid, now) >= 0:
+        # GET only: a group PUT would switch every alarm at once, which is not discovery's job.
+        if msg.mtype != NON or msg.code != coap.GET or self.dedup.find(addr, msg.mid, now) >= 0:
             return
         self.dedup.add(addr, msg.mid, now, None)
         out = self._request(msg, addr, now, True)
