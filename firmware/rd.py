@@ -1,4 +1,5 @@
-# Resource Directory registration (RFC 9176 5.3): register at boot, refresh before the
+# Resource Directory registration (RFC 9176 5.3): find the directory's registration resource
+# (GET /.well-known/core?rt=core.rd, 4.3; /rd if it lists none), register, refresh before the
 # lifetime runs out, register afresh when a refresh is refused or the directory stops answering
 # (a network drop). Sends through the server's socket; the server hands back our responses
 # (matched by token) and tells us when the message layer gave up (failed()).
@@ -20,6 +21,7 @@ class RdClient:
         self.lt = b"lt=%d" % lifetime_s
         self.refresh_ms = lifetime_s * 750   # at 3/4 of the lifetime
         self.links = links            # fn() -> our link-format document
+        self.reg_path = None          # Uri-Path segments of the registration resource, once found
         self.location = None          # Location-Path segments of our registration
         self.token = b""              # token of our request in flight; b"" when none
         self.retry_s = _RETRY_MIN_S
@@ -31,6 +33,7 @@ class RdClient:
         j = box.find_tag(self)
         if j >= 0:
             box.free(j)
+        self.reg_path = None
         self.location = None
         self.token = b""
         self.retry_s = _RETRY_MIN_S
@@ -53,14 +56,21 @@ class RdClient:
         r = s.rand(32)
         token = bytes((r >> 24 & 255, r >> 16 & 255, r >> 8 & 255, r & 255))
         w = s.writer
-        w.header(CON, coap.POST, mid, token)
-        if self.location is None:
-            w.option(coap.URI_PATH, b"rd")
+        if self.reg_path is None:
+            w.header(CON, coap.GET, mid, token)
+            w.option(coap.URI_PATH, b".well-known")
+            w.option(coap.URI_PATH, b"core")
+            w.option(coap.URI_QUERY, b"rt=core.rd")
+        elif self.location is None:
+            w.header(CON, coap.POST, mid, token)
+            for seg in self.reg_path:
+                w.option(coap.URI_PATH, seg)
             w.option_uint(coap.CONTENT_FORMAT, coap.LINK_FORMAT)
             w.option(coap.URI_QUERY, self.ep)
             w.option(coap.URI_QUERY, self.lt)
             w.payload(self.links())
         else:
+            w.header(CON, coap.POST, mid, token)
             for seg in self.location:
                 w.option(coap.URI_PATH, seg)
             w.option(coap.URI_QUERY, self.lt)
@@ -83,6 +93,13 @@ class RdClient:
             s.outbox.free(j)          # a separate response also answers our CON
         self.token = b""
         code = msg.code
+        if self.reg_path is None:
+            self.reg_path = _first_path(msg.payload) if code == coap.CONTENT else None
+            if not self.reg_path:
+                self.reg_path = [b"rd"]   # the directory lists none: the usual path
+            log.info("rd: directory registers at /%s", b"/".join(self.reg_path).decode())
+            self.due = now
+            return
         if self.location is None and code == coap.CREATED:
             loc = [v for n, v in msg.options if n == coap.LOCATION_PATH]
             if loc:
@@ -116,3 +133,18 @@ class RdClient:
     def _retry(self, now):
         self.due = ticks_add(now, self.retry_s * 1000)
         self.retry_s = min(self.retry_s * 2, _RETRY_MAX_S)
+
+
+def _first_path(links):
+    """Uri-Path segments of the first link's target: <coap://h/a/b/> or </a/b/> -> [a, b, b""]."""
+    i = links.find(b"<")
+    j = links.find(b">", i)
+    if i < 0 or j < 0:
+        return None
+    href = links[i + 1:j]
+    k = href.find(b"//")
+    if k >= 0:
+        k = href.find(b"/", k + 2)
+        href = href[k:] if k >= 0 else b"/"
+    segs = href.split(b"/")[1:]   # a trailing slash is an empty last segment, as sent
+    return segs if segs and segs != [b""] else None

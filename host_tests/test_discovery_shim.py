@@ -63,6 +63,10 @@ def rd_server(lifetime=60):
     wkc = server.routes[b".well-known/core"]
     rd = RdClient(server, RD, "alarm-1", lifetime, lambda: wkc.render(40))
     server.client = rd
+    server.service()
+    (req, _), = sock.take()    # first, where does this directory take registrations?
+    assert path_query(req) == (".well-known/core", ["rt=core.rd"]) and req.code == coap.GET
+    answer(server, req, coap.CONTENT, payload=b"<coap://[::1]/x>;rt=\"core.rd\"")
     return server, rd, sock, clock
 
 
@@ -71,8 +75,8 @@ def path_query(msg):
             sorted(v.decode() for n, v in msg.options if n == coap.URI_QUERY))
 
 
-def answer(server, req, code, location=(), mtype=coap.ACK):
-    msg = coap.Message(mtype, code, req.mid if mtype == coap.ACK else 999, req.token)
+def answer(server, req, code, location=(), mtype=coap.ACK, payload=b""):
+    msg = coap.Message(mtype, code, req.mid if mtype == coap.ACK else 999, req.token, [], payload)
     for seg in location:
         msg.add(coap.LOCATION_PATH, seg)
     server.datagram(coap.encode(msg), RD)
@@ -83,7 +87,7 @@ def test_rd_registers_refreshes_and_reregisters_after_a_drop():
     server.service()
     (req, addr), = sock.take()
     assert addr == RD and req.mtype == coap.CON and req.code == coap.POST
-    assert path_query(req) == ("rd", ["ep=alarm-1", "lt=60"])
+    assert path_query(req) == ("x", ["ep=alarm-1", "lt=60"])
     assert req.opt_uint(coap.CONTENT_FORMAT) == 40 and req.payload.startswith(b"</alarm>")
     answer(server, req, coap.CREATED, [b"reg", b"7"])
     assert rd.location == [b"reg", b"7"]
@@ -108,7 +112,7 @@ def test_rd_registers_refreshes_and_reregisters_after_a_drop():
     clock.advance(10000)            # back-off, then a fresh registration
     server.service()
     (req, _), = sock.take()
-    assert path_query(req) == ("rd", ["ep=alarm-1", "lt=60"])
+    assert path_query(req) == ("x", ["ep=alarm-1", "lt=60"])
     answer(server, req, coap.CREATED, [b"reg", b"8"])
     assert rd.location == [b"reg", b"8"]
 
@@ -130,7 +134,7 @@ def test_rd_refresh_refused_registers_again_and_separate_response():
     answer(server, req, coap.NOT_FOUND)      # the directory forgot us (it restarted, say)
     server.service()
     (req, _), = sock.take()
-    assert path_query(req)[0] == "rd" and rd.location is None
+    assert path_query(req)[0] == "x" and rd.location is None
 
 
 def test_rd_response_with_wrong_token_is_not_ours():
@@ -141,3 +145,22 @@ def test_rd_response_with_wrong_token_is_not_ours():
     msg.add(coap.LOCATION_PATH, b"x")
     server.datagram(coap.encode(msg), RD)
     assert rd.location is None
+
+
+def test_rd_registration_path_discovery():
+    from firmware.rd import _first_path
+    assert _first_path(b'</resourcedirectory/>;rt="core.rd"') == [b"resourcedirectory", b""]
+    assert _first_path(b'<coap://192.0.2.1:5683/rd>;rt="core.rd"') == [b"rd"]
+    assert _first_path(b'<coap://h>') is None and _first_path(b"") is None and _first_path(b"</>") is None
+
+
+def test_rd_without_discovery_falls_back_to_rd():
+    server, alarm, sock, clock, _ = full_server()
+    rd = RdClient(server, RD, "e", 60, lambda: b"</alarm>")
+    server.client = rd
+    server.service()
+    (req, _), = sock.take()
+    answer(server, req, coap.NOT_FOUND)
+    server.service()
+    (req, _), = sock.take()
+    assert path_query(req) == ("rd", ["ep=e", "lt=60"])
