@@ -11,31 +11,12 @@ from firmware.resources import AlarmResource, WellKnownCore
 from firmware.server import Server
 
 CONFIG_ENV = "COAP_ALARM_CONFIG"   # host only: where the simulator puts its config.json
-ALL_COAP_NODES = "224.0.1.187"     # RFC 7252 12.8
-_IPPROTO_IP = 0                    # the same everywhere; the unix port's socket module lacks the name
-_IP_MULTICAST_ALL = 49             # Linux only: deliver just the groups this socket joined
 
 
 def open_socket(bind, port):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(compat.sockaddr(bind, port))
-    sock.setblocking(False)
-    return sock
-
-
-def _ip4(text):
-    return bytes([int(x) for x in text.split(".")])
-
-
-def open_group_socket(port, iface):
-    """A receive-only socket for CoAP multicast: bound to the group, so whatever it reads was
-    sent to the group. Replies go out of the unicast socket, from our own address."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(compat.sockaddr(ALL_COAP_NODES, port))
-    # struct ip_mreq: the group, then the interface's address (0.0.0.0: the default one).
-    sock.setsockopt(_IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, _ip4(ALL_COAP_NODES) + _ip4(iface))
     sock.setblocking(False)
     return sock
 
@@ -72,26 +53,39 @@ class App:
         self.sock = sock if sock is not None else open_socket(bind, cfg["port"])
         self.group_sock = None
         if group and sock is None:
-            if bind == "0.0.0.0":
-                try:  # Linux: the wildcard socket must not also receive the group's datagrams
-                    self.sock.setsockopt(_IPPROTO_IP, _IP_MULTICAST_ALL, 0)
-                except OSError:
-                    pass
-            try:
-                self.group_sock = open_group_socket(cfg["port"], bind)
-                log.info("joined %s on port %d", ALL_COAP_NODES, cfg["port"])
-            except OSError as e:  # no multicast route (yet): unicast keeps working
-                log.warning("cannot join %s: %s", ALL_COAP_NODES, e)
+            self.group_sock = self._join(bind)
         self.server = Server(self.sock, cfg, resources, compat.ticks_ms, random.getrandbits)
         self.health.observers = self.server.observers
         self.alarm.listeners.append(self._changed)
         self.rd = None
         if cfg["rd_host"]:
-            from firmware.rd import RdClient
-            self.rd = RdClient(self.server, compat.sockaddr(cfg["rd_host"], cfg["rd_port"]),
-                               cfg["rd_ep"] or cfg["hostname"], cfg["rd_lifetime_s"],
-                               lambda: self.wkc.render(40))
-            self.server.client = self.rd
+            try:
+                addr = compat.sockaddr(cfg["rd_host"], cfg["rd_port"])
+            except OSError as e:
+                log.warning("rd: cannot resolve %s: %s; not registering", cfg["rd_host"], e)
+            else:
+                from firmware.rd import RdClient
+                self.rd = RdClient(self.server, addr, cfg["rd_ep"] or cfg["hostname"],
+                                   cfg["rd_lifetime_s"], lambda: self.wkc.render(40))
+                self.server.client = self.rd
+
+    def _join(self, bind):
+        import sys
+        from firmware import mcast
+        if bind == "0.0.0.0":
+            mcast.keep_wildcard_out(self.sock)
+        port = self.cfg["port"]
+        try:
+            sock = mcast.open_group_socket(port, bind)
+            log.info("joined %s on port %d", mcast.GROUP, port)
+        except OSError as e:  # no multicast route (yet): unicast keeps working
+            log.warning("cannot join %s: %s", mcast.GROUP, e)
+            sock = None
+        # Boot-only code: give its RAM back (the package keeps a reference too).
+        del sys.modules["firmware.mcast"]
+        import firmware
+        del firmware.mcast
+        return sock
 
     def _raise(self):
         self.alarm.set(True, "pin")

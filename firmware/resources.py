@@ -26,7 +26,8 @@ def parse_state(cf, body):
             import json
             v = json.loads(body)
         else:
-            v = cbor.loads(body)
+            from firmware.cbor_read import loads
+            v = loads(body)
     except (ValueError, UnicodeError):
         return None
     if isinstance(v, dict):
