@@ -52,8 +52,8 @@ class App:
             bind = ip
         self.sock = sock if sock is not None else open_socket(bind, cfg["port"])
         self.group_sock = None
-        if group and sock is None:
-            self.group_sock = self._join(bind)
+        if sock is None and (group or bind == "0.0.0.0"):
+            self.group_sock = self._multicast(bind, group)
         self.server = Server(self.sock, cfg, resources, compat.ticks_ms, random.getrandbits)
         self.health.observers = self.server.observers
         self.alarm.listeners.append(self._changed)
@@ -69,18 +69,20 @@ class App:
                                    cfg["rd_lifetime_s"], lambda: self.wkc.render(40))
                 self.server.client = self.rd
 
-    def _join(self, bind):
+    def _multicast(self, bind, join):
         import sys
         from firmware import mcast
         if bind == "0.0.0.0":
+            # Group requests must never reach the unicast socket, joined or not (no 4.04 floods).
             mcast.keep_wildcard_out(self.sock)
-        port = self.cfg["port"]
-        try:
-            sock = mcast.open_group_socket(port, bind)
-            log.info("joined %s on port %d", mcast.GROUP, port)
-        except OSError as e:  # no multicast route (yet): unicast keeps working
-            log.warning("cannot join %s: %s", mcast.GROUP, e)
-            sock = None
+        sock = None
+        if join:
+            port = self.cfg["port"]
+            try:
+                sock = mcast.open_group_socket(port, bind)
+                log.info("joined %s on port %d", mcast.GROUP, port)
+            except OSError as e:  # no multicast route (yet): unicast keeps working
+                log.warning("cannot join %s: %s", mcast.GROUP, e)
         # Boot-only code: give its RAM back (the package keeps a reference too).
         del sys.modules["firmware.mcast"]
         import firmware

@@ -192,6 +192,32 @@ def test_multicast_discovery_under_the_vm(firmware, loopback_multicast):
     c.close()
 
 
+@pytest.mark.parametrize("join", [True, False])
+def test_wildcard_socket_ignores_group_traffic(firmware, loopback_multicast, join):
+    # Another program on this host joins the group on lo, so the kernel accepts group datagrams
+    # there; the firmware's wildcard-bound unicast socket must still not see (and 4.04) them.
+    fw = firmware(bind="0.0.0.0", multicast=join, multicast_leisure_ms=100)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = _multicast_sender()
+    try:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind((GROUP, fw.port))
+        other.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                         socket.inet_aton(GROUP) + socket.inet_aton("127.0.0.1"))
+        tx.sendto(request(coap.GET, "nope", mtype=coap.NON, token=b"nf"), (GROUP, fw.port))
+        other.settimeout(2)
+        other.recvfrom(2048)            # the datagram was delivered on this host
+        tx.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            tx.recvfrom(2048)
+    finally:
+        other.close()
+        tx.close()
+    c = fw.client()
+    assert c.request(coap.GET, "alarm").payload == b"OFF"
+    c.close()
+
+
 # -- Resource Directory ---------------------------------------------------------------------
 
 class Directory:
