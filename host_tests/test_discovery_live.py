@@ -89,6 +89,18 @@ def test_observer_keeps_cbor_under_the_vm(firmware):
     c.close()
 
 
+def test_health_observed_under_the_vm(firmware):
+    fw = firmware(health_period_s=1)
+    c = fw.client()
+    r = c.request(coap.GET, "health", token=b"hh", options=[(coap.OBSERVE, 0), (coap.ACCEPT, 60)])
+    assert r.opt_uint(coap.OBSERVE) is not None and cbor2.loads(r.payload)["version"]
+    n = c.recv(4)                       # the app's periodic health notification
+    assert n.token == b"hh" and n.opt_uint(coap.CONTENT_FORMAT) == 60
+    h = cbor2.loads(n.payload)
+    assert h["uptime"] >= 1 and h["observers"] == 1
+    c.close()
+
+
 def test_wellknown_filters_under_the_vm(firmware):
     fw = firmware()
     out, _ = coap_client(url(fw, ".well-known/core?rt=alarm"))
