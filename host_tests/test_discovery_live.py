@@ -296,3 +296,25 @@ def test_registers_at_aiocoap_rd_refreshes_and_comes_back(firmware, directory):
     directory.start()
     fw.wait_for("rd: registered", 10)
     assert "coap://127.0.0.1:%d/alarm" % fw.port in directory.lookup("resource-lookup/?rt=alarm")
+
+
+def test_registers_at_libcoap_rd(firmware):
+    # libcoap's directory has no lookup interface; its registration resource returns our links.
+    port = free_udp_port()
+    rd = subprocess.Popen(["coap-rd-notls", "-A", "127.0.0.1", "-p", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        fw = firmware(rd_host="127.0.0.1", rd_port=port, rd_ep="alarm-hall")
+        line = fw.wait_for("rd: registered as /", 10)
+        location = line.split("registered as /", 1)[1].strip()
+        assert location.startswith("rd/")       # found through /.well-known/core?rt=core.rd
+        c = Client(port)
+        try:
+            r = c.request(coap.GET, location)
+            assert r.code == coap.CONTENT and r.payload.startswith(b'</alarm>;rt="alarm"')
+            assert b"</health>" in r.payload
+        finally:
+            c.close()
+    finally:
+        rd.terminate()
+        rd.wait(5)
