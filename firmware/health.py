@@ -35,14 +35,6 @@ def reset_cause(machine):
     return str(cause)
 
 
-def _json(v):
-    if v is None:
-        return "null"
-    if isinstance(v, str):
-        return '"%s"' % v
-    return str(v)
-
-
 class HealthResource:
     path = b"health"
     observable = True
@@ -55,24 +47,25 @@ class HealthResource:
         self.rssi = rssi          # fn() -> dBm, or None (host)
         self.observers = None     # the server's ObserverTable, set by the app
         # The constant tail of the JSON form, built once.
-        self.tail = ',"version":%s,"reset":%s}' % (_json(version), _json(self.reset))
+        self.tail = ',"version":"%s","reset":%s}' % (
+            version, "null" if self.reset is None else '"%s"' % self.reset)
 
-    def _values(self):
+    def render(self, fmt):
+        up = self.uptime()
+        heap = compat.mem_free()
+        n = len(self.observers) if self.observers else 0
         rssi = None
         if self.rssi is not None:
             try:
                 rssi = self.rssi()
             except Exception:  # Wi-Fi down: report null, never fail the request
-                rssi = None
-        return self.uptime(), compat.mem_free(), len(self.observers) if self.observers else 0, rssi
-
-    def render(self, fmt):
-        up, heap, n, rssi = self._values()
+                pass
         if fmt == coap.CBOR:
             return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
                                    ("version", self.version), ("reset", self.reset)))
         return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s' % (
-            up, _json(heap), n, _json(rssi)) + self.tail).encode()
+            up, "null" if heap is None else heap, n, "null" if rssi is None else rssi)
+            + self.tail).encode()
 
     def handle(self, req):
         if req.code != coap.GET:
