@@ -6,6 +6,7 @@ import socket
 from firmware import VERSION, compat, log
 from firmware.alarm import Alarm
 from firmware.hardware import Input, Output, pin_factory
+from firmware.health import HealthResource, Uptime
 from firmware.resources import AlarmResource, WellKnownCore
 from firmware.server import Server
 
@@ -20,10 +21,16 @@ def open_socket(bind, port):
     return sock
 
 
+def _rssi():
+    import network
+    return network.WLAN(network.STA_IF).status("rssi")
+
+
 class App:
-    def __init__(self, cfg, machine=None, sock=None, on=False):
+    def __init__(self, cfg, machine=None, sock=None, ip=None, on=False):
         self.cfg = cfg
         self.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
+        self.uptime = Uptime(compat.ticks_ms)
         make_pin = pin_factory(machine)
         self.output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
         self.output.set(self.alarm.on)
@@ -32,12 +39,55 @@ class App:
         if cfg["input_pin"] is not None:
             self.input = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
                                cfg["input_active_low"], cfg["input_debounce_ms"], self._raise)
-        self.alarm_resource = AlarmResource(self.alarm, cfg["max_payload"])
-        resources = [self.alarm_resource]
-        resources.append(WellKnownCore(resources))
-        self.sock = sock if sock is not None else open_socket(cfg["bind"], cfg["port"])
+        self.alarm_resource = AlarmResource(self.alarm, cfg["max_payload"], self.uptime)
+        self.health = HealthResource(self.uptime, VERSION, machine, _rssi if machine else None)
+        resources = [self.alarm_resource, self.health]
+        self.wkc = WellKnownCore(resources)
+        resources.append(self.wkc)
+        bind = cfg["bind"]
+        group = cfg["multicast"]
+        if group and bind == "0.0.0.0" and ip:
+            # lwIP hands a group datagram to every wildcard-bound socket too: bind the unicast
+            # socket to our own address so that only the group socket hears multicast.
+            bind = ip
+        self.sock = sock if sock is not None else open_socket(bind, cfg["port"])
+        self.group_sock = None
+        if sock is None and (group or bind == "0.0.0.0"):
+            self.group_sock = self._multicast(bind, group)
         self.server = Server(self.sock, cfg, resources, compat.ticks_ms, random.getrandbits)
+        self.health.observers = self.server.observers
         self.alarm.listeners.append(self._changed)
+        self.rd = None
+        if cfg["rd_host"]:
+            try:
+                addr = compat.sockaddr(cfg["rd_host"], cfg["rd_port"])
+            except OSError as e:
+                log.warning("rd: cannot resolve %s: %s; not registering", cfg["rd_host"], e)
+            else:
+                from firmware.rd import RdClient
+                self.rd = RdClient(self.server, addr, cfg["rd_ep"] or cfg["hostname"],
+                                   cfg["rd_lifetime_s"], lambda: self.wkc.render(40))
+                self.server.client = self.rd
+
+    def _multicast(self, bind, join):
+        import sys
+        from firmware import mcast
+        if bind == "0.0.0.0":
+            # Group requests must never reach the unicast socket, joined or not (no 4.04 floods).
+            mcast.keep_wildcard_out(self.sock)
+        sock = None
+        if join:
+            port = self.cfg["port"]
+            try:
+                sock = mcast.open_group_socket(port, bind)
+                log.info("joined %s on port %d", mcast.GROUP, port)
+            except OSError as e:  # no multicast route (yet): unicast keeps working
+                log.warning("cannot join %s: %s", mcast.GROUP, e)
+        # Boot-only code: give its RAM back (the package keeps a reference too).
+        del sys.modules["firmware.mcast"]
+        import firmware
+        del firmware.mcast
+        return sock
 
     def _raise(self):
         self.alarm.set(True, "pin")
@@ -47,9 +97,14 @@ class App:
         log.info("alarm %s (%s)", "ON" if on else "OFF", source)
         self.server.changed(self.alarm_resource)
 
-    async def receive(self):
+    def network_up(self):
+        """Call when the network (re)connects: the directory may have lost us meanwhile."""
+        if self.rd is not None:
+            self.rd.restart()
+
+    async def receive(self, sock=None, mcast=False):
         server = self.server
-        sock = self.sock
+        sock = sock or self.sock
         size = self.cfg["max_datagram"]
         while True:
             await compat.readable(sock)
@@ -59,17 +114,25 @@ class App:
                     data, addr = sock.recvfrom(size)
                 except OSError:
                     break
-                server.datagram(data, addr)
+                server.datagram(data, addr, mcast)
             if server.pending:
                 server.service()
 
     async def timers(self):
+        period = self.cfg["health_period_s"]
+        next_health = period
         while True:
+            # Also keeps Uptime clear of ticks wrap-around.
+            if self.uptime() >= next_health:
+                next_health = self.uptime() + period
+                self.server.changed(self.health)
             # Capped so that a new retransmission deadline is never missed by much.
             await compat.sleep_ms(min(self.server.service(), 100))
 
     async def run(self, console=False):
         tasks = [asyncio.create_task(self.receive()), asyncio.create_task(self.timers())]
+        if self.group_sock is not None:
+            tasks.append(asyncio.create_task(self.receive(self.group_sock, True)))
         if self.input is not None:
             tasks.append(asyncio.create_task(self.input.run()))
         if console:
@@ -100,17 +163,17 @@ async def _serve(app, console, extra):
 
 
 def _bring_up(cfg, machine, on, tasks):
-    """On a board: drive the output, then the network. Returns the IP address, if known."""
+    """On a board: drive the output, then the network. Returns (IP address or None, Link or None)."""
     from firmware import net
     from firmware.hardware import Output, pin_factory
     # The restored state reaches the pin first: Wi-Fi can take many seconds.
     Output(pin_factory(machine)(cfg["output_pin"], "out"), cfg["output_active_high"]).set(on)
     link = net.start(cfg)  # the station's interface, or the access point
     if link is None:
-        return net.AP_IP
+        return net.AP_IP, None
     tasks.append(link.run())  # keeps reconnecting while CoAP is served
     import time
-    return link.ip if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms) else None
+    return (link.ip if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms) else None), link
 
 
 def main():
@@ -127,11 +190,13 @@ def main():
         from firmware.persist import FILE, Store
         store = Store(path[:path.rfind("/") + 1] + FILE)  # next to config.json
         on = store.load()
-    ip = None
+    ip = link = None
     extra = []
     if machine is not None:
-        ip = _bring_up(cfg, machine, on, extra)
-    app = App(cfg, machine, on=on)
+        ip, link = _bring_up(cfg, machine, on, extra)
+    app = App(cfg, machine, ip=ip, on=on)
+    if link is not None:
+        link.on_up = app.network_up  # e.g. re-register at the directory
     if store is not None:
         app.alarm.listeners.append(store.save)
     wdt = None

@@ -53,7 +53,7 @@ class CoapError(ValueError):
     """
 
     def __init__(self, reason, mtype=None, mid=None):
-        ValueError.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason
         self.mtype = mtype
         self.mid = mid

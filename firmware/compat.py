@@ -99,3 +99,10 @@ def addr_str(addr):
     if isinstance(addr, (bytes, bytearray)) and len(addr) >= 8 and addr[0] == 2:
         return "%d.%d.%d.%d:%d" % (addr[4], addr[5], addr[6], addr[7], (addr[2] << 8) | addr[3])
     return repr(addr)
+
+
+def mem_free():
+    # Free heap in bytes on MicroPython; CPython has no such figure (None).
+    import gc
+    f = getattr(gc, "mem_free", None)
+    return f() if f is not None else None

@@ -29,6 +29,14 @@ DEFAULTS = {
     "log_level": "info",        # "debug", "info", "warning", "error"
     "persist": False,           # keep the alarm state across reboots (written on change only)
     "watchdog_s": 30,           # board only: reset if the loop hangs this long; 0 turns it off
+    # Discovery and fleets (docs/discovery.md)
+    "multicast": True,          # join All-CoAP-Nodes 224.0.1.187 and answer discovery
+    "multicast_leisure_ms": 2000,  # random delay before a multicast response (RFC 7252 8.2)
+    "health_period_s": 60,      # /health observers hear from us this often
+    "rd_host": "",              # Resource Directory address; empty: do not register
+    "rd_port": 5683,
+    "rd_ep": "",                # endpoint name at the directory; empty: the hostname
+    "rd_lifetime_s": 3600,      # registration lifetime; refreshed at 3/4 of it
 }
 
 # key: (type or tuple of types, check or None, what a good value looks like)
@@ -77,6 +85,13 @@ SCHEMA = {
     "log_level": (str, lambda v: v in _LEVELS, "one of " + ", ".join(_LEVELS)),
     "persist": (bool, None, "true or false"),
     "watchdog_s": (int, lambda v: v == 0 or 5 <= v <= 3600, "0 (off), or an integer from 5 to 3600"),
+    "multicast": (bool, None, "true or false"),
+    "multicast_leisure_ms": (int, lambda v: 0 <= v <= 60000, "an integer from 0 to 60000"),
+    "health_period_s": (int, lambda v: 1 <= v <= 86400, "an integer from 1 to 86400"),
+    "rd_host": (str, lambda v: len(v) <= 64, "an IP address or host name, or empty"),
+    "rd_port": (int, lambda v: 1 <= v <= 65535, "an integer from 1 to 65535"),
+    "rd_ep": (str, lambda v: len(v) <= 63, "a string of at most 63 characters"),
+    "rd_lifetime_s": (int, lambda v: 4 <= v <= 86400, "an integer from 4 to 86400"),
 }
 
 

@@ -30,6 +30,7 @@ class Link:
         self.backoff = BACKOFF_MS
         self.attempts = 0
         self.ip = None
+        self.on_up = None               # called after each (re)connection
 
     def up(self):
         return self.state == _UP
@@ -68,6 +69,8 @@ class Link:
         self.attempts = 0
         print("Wi-Fi: connected to %s, IP address %s" % (self.ssid, self.ip))
         print("coap-alarm: observe coap://%s:%d/alarm" % (self.ip, self.port))
+        if self.on_up is not None:
+            self.on_up()
         return CHECK_MS
 
     def _attempt(self, now):

@@ -3,7 +3,7 @@
 # so tests can drive it with a fake socket and a fake clock.
 from firmware import coap, log
 from firmware.coap import CON, NON, ACK, RST
-from firmware.compat import ticks_diff, addr_str
+from firmware.compat import ticks_add, ticks_diff, addr_str
 from firmware.messages import MessageIds, DedupCache, Outbox
 from firmware.observers import ObserverTable
 
@@ -13,6 +13,7 @@ _KNOWN_CRITICAL = (coap.IF_MATCH, coap.URI_HOST, coap.IF_NONE_MATCH, coap.URI_PO
                    coap.PROXY_SCHEME)
 _MAX_SZX = 6            # 1024-byte blocks at most
 _SERVICE_LIMIT_MS = 1000
+_MAX_LATER = 4          # multicast responses waiting out their leisure; more are not answered
 
 
 class Server:
@@ -34,6 +35,11 @@ class Server:
         self.outbox = Outbox(cfg["max_observers"] + 1, rand)
         self.seq = rand(16)
         self.pending = False
+        self.leisure_ms = cfg.get("multicast_leisure_ms", 2000)
+        self.rand = rand
+        self.later = []         # [due, data, addr]: multicast responses held back (RFC 7252 8.2)
+        self.block1 = None      # Block1 reassembly, created on first use
+        self.client = None      # our own requests' owner (RD client): token, response(), acked(), failed(), tick()
         self.received = 0
         self.malformed = 0
         self.duplicates = 0
@@ -47,18 +53,21 @@ class Server:
             # Full buffers or an unreachable peer: CoAP recovers by retransmission.
             log.debug("send to %s failed: %s", addr_str(addr), e)
 
-    def _reset(self, mid, addr):
+    def _reset(self, mid, addr, mtype=RST):
         w = self.writer
-        w.header(RST, coap.EMPTY, mid, b"")
+        w.header(mtype, coap.EMPTY, mid, b"")
         self.send(w.view(), addr)
 
     # -- receiving -------------------------------------------------------------------------
 
-    def datagram(self, data, addr):
-        """Handle one received datagram. Never raises."""
+    def datagram(self, data, addr, mcast=False):
+        """Handle one received datagram (mcast: it came to the multicast group). Never raises."""
         self.received += 1
         try:
-            self._datagram(data, addr)
+            if mcast:
+                self._multicast(data, addr)
+            else:
+                self._datagram(data, addr)
         except Exception as e:  # a bug must cost one packet, never the loop
             log.error("datagram from %s dropped: %r", addr_str(addr), e)
 
@@ -83,6 +92,15 @@ class Server:
                 self._rejected(addr, msg.mid)
             return
         if code >> 5:
+            client = self.client
+            if client is not None and msg.token and msg.token == client.token:
+                # A response to our own request: piggybacked, or separate (ACK it when CON).
+                if mtype == ACK:
+                    self.outbox.pop(addr, msg.mid)
+                elif mtype == CON:
+                    self._reset(msg.mid, addr, ACK)
+                client.response(msg, addr)
+                return
             # A response, or a reserved code class: we sent no request it could answer.
             if mtype == ACK:
                 self._acked(addr, msg.mid)
@@ -106,14 +124,34 @@ class Server:
         # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
         self.dedup.add(addr, msg.mid, now, bytes(out) if mtype == CON else None)
 
-    def _request(self, req, addr, now):
+    def _multicast(self, data, addr):
+        # A request to the All-CoAP-Nodes group: NON only, answered after a random leisure
+        # (RFC 7252 8.2) and only when we can serve it: never an error or an empty answer.
+        now = self.clock()
+        try:
+            msg = coap.parse(data)
+        except coap.CoapError:
+            return
+        # GET only: a group PUT would switch every alarm at once, which is not discovery's job.
+        if msg.mtype != NON or msg.code != coap.GET or self.dedup.find(addr, msg.mid, now) >= 0:
+            return
+        self.dedup.add(addr, msg.mid, now, None)
+        out = self._request(msg, addr, now, True)
+        if out is None or out[1] >> 5 != 2 or len(self.later) >= _MAX_LATER:
+            return
+        due = ticks_add(now, self.rand(16) % (self.leisure_ms + 1))
+        self.later.append([due, bytes(out), addr])
+        self.pending = True
+
+    def _request(self, req, addr, now, mcast=False):
         path = None
         for num, val in req.options:
             if num == coap.URI_PATH:
                 path = val if path is None else path + b"/" + val
             elif num & 1 and num not in _KNOWN_CRITICAL:
                 if req.mtype == NON:
-                    self._reset(req.mid, addr)  # rejecting a NON (RFC 7252 5.4.1)
+                    if not mcast:
+                        self._reset(req.mid, addr)  # rejecting a NON (RFC 7252 5.4.1)
                     return None
                 return self._reply(req, coap.BAD_OPTION, -1, ("unknown critical option %d" % num).encode())
             elif num == coap.PROXY_URI or num == coap.PROXY_SCHEME:
@@ -121,6 +159,17 @@ class Server:
         res = self.routes.get(path if path is not None else b"")
         if res is None:
             return self._reply(req, coap.NOT_FOUND, -1, b"no such resource")
+        block1 = -1
+        if req.opt(coap.BLOCK1) is not None and (req.code == coap.PUT or req.code == coap.POST):
+            if self.block1 is None:
+                from firmware.blockwise import Block1
+                self.block1 = Block1(self.max_payload)
+            code, block1 = self.block1.feed(req, path, addr, now)
+            if code == coap.REQUEST_ENTITY_TOO_LARGE:
+                return self._reply(req, code, -1, b"payload too large", size1=self.max_payload)
+            if code is not None:
+                return self._reply(req, code, -1, b"" if code == coap.CONTINUE else b"block out of order",
+                                   block1=block1)
         if len(req.payload) > self.max_payload:
             return self._reply(req, coap.REQUEST_ENTITY_TOO_LARGE, -1, b"payload too large",
                                size1=self.max_payload)
@@ -135,13 +184,17 @@ class Server:
         except Exception as e:
             log.error("handler for /%s failed: %r", res.path.decode(), e)
             return self._reply(req, coap.INTERNAL_SERVER_ERROR, -1, b"internal error")
+        if mcast and not payload:
+            return None  # e.g. a filter that matched nothing: stay silent (RFC 6690 4.1)
         observe = -1
-        if res.observable and req.code == coap.GET:
+        if res.observable and req.code == coap.GET and not mcast:
             obs = req.opt_uint(coap.OBSERVE)
             if obs is not None:
                 if obs == 0 and code == coap.CONTENT:
                     if self.observers.add(addr, req.token, res, fmt, now) >= 0:
                         observe = self._next_seq()
+                        log.info("observer %s on /%s (%d/%d)", addr_str(addr), res.path.decode(),
+                                 len(self.observers), self.observers.capacity)
                     else:
                         log.info("observer table full; %s gets a plain response", addr_str(addr))
                 else:
@@ -149,9 +202,9 @@ class Server:
                     i = self.observers.find(addr, req.token)
                     if i >= 0:
                         self._drop(i, "deregistered")
-        return self._reply(req, code, fmt, payload, observe)
+        return self._reply(req, code, fmt, payload, observe, block1=block1)
 
-    def _reply(self, req, code, fmt, payload, observe=-1, size1=-1):
+    def _reply(self, req, code, fmt, payload, observe=-1, size1=-1, block1=-1):
         block = -1
         size2 = -1
         if code >> 5 == 2:
@@ -186,6 +239,8 @@ class Server:
             w.option_uint(coap.MAX_AGE, self.max_age)
         if block >= 0:
             w.option_uint(coap.BLOCK2, block)
+        if block1 >= 0:
+            w.option_uint(coap.BLOCK1, block1)
         if size2 >= 0:
             w.option_uint(coap.SIZE2, size2)
         if size1 >= 0:
@@ -214,7 +269,11 @@ class Server:
 
     def _acked(self, addr, mid):
         tag = self.outbox.pop(addr, mid)
-        if tag is not None and self.observers.dirty[tag]:
+        if tag is None:
+            return
+        if type(tag) is not int:
+            tag.acked()  # our request was accepted; its response comes separately
+        elif self.observers.dirty[tag]:
             self.pending = True  # the state moved on while the CON was in flight
 
     def _rejected(self, addr, mid):
@@ -224,6 +283,9 @@ class Server:
             tag = self.observers.find_mid(addr, mid)
             if tag < 0:
                 return
+        if type(tag) is not int:
+            tag.failed()
+            return
         self._drop(tag, "reset by client")
 
     def _notification(self, i, mtype, mid):
@@ -264,9 +326,12 @@ class Server:
             tag = box.tags[j]
             if not box.backoff(j, now):
                 box.free(j)
-                self._drop(tag, "no ACK after %d retransmissions" % box.retries[j])
+                if type(tag) is not int:
+                    tag.failed()
+                else:
+                    self._drop(tag, "no ACK after %d retransmissions" % box.retries[j])
                 continue
-            if obs.dirty[tag]:
+            if type(tag) is int and obs.dirty[tag]:
                 # The state moved on: send the latest instead, as a new message (RFC 7641 4.5.2).
                 mid = self.ids.next()
                 obs.dirty[tag] = False
@@ -275,6 +340,18 @@ class Server:
             self.send(box.data[j], box.addrs[j])
         self.pending = False
         wait = _SERVICE_LIMIT_MS
+        later = self.later
+        i = len(later)
+        while i:
+            i -= 1
+            left = ticks_diff(later[i][0], now)
+            if left <= 0:
+                item = later.pop(i)
+                self.send(item[1], item[2])
+            elif left < wait:
+                wait = left
+        if self.client is not None:
+            wait = min(wait, self.client.tick(now))
         keepalive = self.keepalive_ms
         for i in range(obs.capacity):
             if obs.addrs[i] is None:

@@ -216,3 +216,22 @@ class FirmwareProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def parse_links(payload):
+    """RFC 6690 link format -> {href: {attr: value or True}} (enough for our own links)."""
+    links = {}
+    for link in payload.decode().split(","):
+        parts = link.split(";")
+        attrs = {}
+        for p in parts[1:]:
+            k, eq, v = p.partition("=")
+            attrs[k] = v.strip('"') if eq else True
+        links[parts[0].strip("<>")] = attrs
+    return links
+
+
+def assert_alarm_link(payload):
+    alarm = parse_links(payload)["/alarm"]
+    assert alarm["rt"] == "alarm" and alarm["if"] == "core.a" and alarm["obs"] is True
+    assert "0" in alarm["ct"].split()

@@ -266,3 +266,16 @@ def test_a_connection_the_driver_makes_during_the_backoff_is_kept():
     wlan.connected_at = clock.now            # the ESP32 driver's own retry succeeded
     link.step()
     assert link.up() and len(wlan.connects) == 1   # not torn down by a needless reconnect
+
+
+def test_each_reconnection_is_announced_to_the_app():
+    clock = FakeClock(0)
+    wlan = FakeWLAN(clock)
+    link = make_link(clock, wlan)
+    ups = []
+    link.on_up = lambda: ups.append(clock.now)
+    run_until(link, clock, 1000)
+    wlan.drop()
+    wlan.link = True
+    run_until(link, clock, 10000)
+    assert len(ups) == 2

@@ -15,7 +15,9 @@ def test_lists_every_firmware_file_and_boot_and_main():
     pkg = load()
     targets = [t for t, _ in pkg["urls"]]
     fw = sorted("firmware/" + n for n in os.listdir(os.path.join(ROOT, "firmware")) if n.endswith(".py"))
-    assert sorted(targets) == sorted(["boot.py", "main.py"] + fw)
+    missing = sorted(set(["boot.py", "main.py"] + fw) - set(targets))
+    extra = sorted(set(targets) - set(["boot.py", "main.py"] + fw))
+    assert not missing and not extra, "package.json is stale: add %s, remove %s" % (missing, extra)
     assert len(set(targets)) == len(targets)
 
 

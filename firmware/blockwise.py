@@ -1,0 +1,51 @@
+# Block1 reassembly (RFC 7959 2.5) of request bodies up to max_payload bytes.
+# One transfer at a time: a new block 0 from anyone replaces an unfinished one, so the
+# state is one buffer of at most max_payload bytes, whatever clients send.
+from firmware import coap
+from firmware.compat import ticks_diff
+
+_STALE_MS = 60000   # an unfinished transfer older than this is forgotten
+
+
+class Block1:
+    def __init__(self, max_body):
+        self.max_body = max_body
+        self.addr = None
+        self.path = None
+        self.buf = None
+        self.time = 0
+
+    def clear(self):
+        self.addr = None
+        self.buf = None
+
+    def feed(self, req, path, addr, now):
+        """Take one block of req. Returns (code, block1_value): code None means the body is
+        complete and now in req.payload; CONTINUE asks for the next block; else an error code."""
+        num, more, szx = coap.block_decode(req.opt(coap.BLOCK1))
+        if szx == 7:
+            return coap.BAD_OPTION, -1
+        size = 16 << szx
+        data = req.payload
+        total = req.opt_uint(coap.SIZE1)
+        end = num * size + len(data)
+        if end > self.max_body or (total is not None and total > self.max_body):
+            self.clear()
+            return coap.REQUEST_ENTITY_TOO_LARGE, -1
+        if more and len(data) != size:
+            return coap.BAD_REQUEST, -1     # only the last block may be short
+        if num == 0:
+            self.addr = addr
+            self.path = path
+            self.buf = bytearray(data)
+        elif (self.buf is None or self.addr != addr or self.path != path
+              or len(self.buf) != num * size or ticks_diff(now, self.time) > _STALE_MS):
+            return coap.REQUEST_ENTITY_INCOMPLETE, -1
+        else:
+            self.buf += data
+        self.time = now
+        if more:
+            return coap.CONTINUE, coap.block_encode(num, True, szx)
+        req.payload = bytes(self.buf)
+        self.clear()
+        return None, coap.block_encode(num, False, szx)

@@ -1,0 +1,76 @@
+# /health: how the board is doing, for dashboards. Observable; the app marks it changed
+# every health_period_s. One small format per request, constant parts computed once.
+from firmware import coap, cbor, compat
+from firmware.compat import ticks_diff
+
+
+class Uptime:
+    """Seconds since start, immune to ticks wrap-around as long as it is called every few days."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.last = clock()
+        self.s = 0
+        self.ms = 0    # kept below 1000, so no big ints on a board
+
+    def __call__(self):
+        now = self.clock()
+        d = ticks_diff(now, self.last)
+        if d > 0:
+            self.last = now
+            ms = self.ms + d
+            self.s += ms // 1000
+            self.ms = ms % 1000
+        return self.s
+
+
+def reset_cause(machine):
+    """The last reset cause as a word, or None where there is no such thing (host)."""
+    if machine is None or not hasattr(machine, "reset_cause"):
+        return None
+    cause = machine.reset_cause()
+    for name in ("PWRON", "HARD", "WDT", "DEEPSLEEP", "SOFT"):
+        if getattr(machine, name + "_RESET", None) == cause:
+            return name.lower()
+    return str(cause)
+
+
+class HealthResource:
+    path = b"health"
+    observable = True
+    link = b'</health>;rt="health";ct="50 60";obs'
+
+    def __init__(self, uptime, version, machine=None, rssi=None):
+        self.uptime = uptime
+        self.version = version
+        self.reset = reset_cause(machine)
+        self.rssi = rssi          # fn() -> dBm, or None (host)
+        self.observers = None     # the server's ObserverTable, set by the app
+        # The constant tail of the JSON form, built once.
+        self.tail = ',"version":"%s","reset":%s}' % (
+            version, "null" if self.reset is None else '"%s"' % self.reset)
+
+    def render(self, fmt):
+        up = self.uptime()
+        heap = compat.mem_free()
+        n = len(self.observers) if self.observers else 0
+        rssi = None
+        if self.rssi is not None:
+            try:
+                rssi = self.rssi()
+            except Exception:  # Wi-Fi down: report null, never fail the request
+                pass
+        if fmt == coap.CBOR:
+            return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
+                                   ("version", self.version), ("reset", self.reset)))
+        return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s' % (
+            up, "null" if heap is None else heap, n, "null" if rssi is None else rssi)
+            + self.tail).encode()
+
+    def handle(self, req):
+        if req.code != coap.GET:
+            return coap.METHOD_NOT_ALLOWED, -1, b"GET only"
+        accept = req.opt_uint(coap.ACCEPT, coap.JSON)
+        if accept != coap.JSON and accept != coap.CBOR:
+            return coap.NOT_ACCEPTABLE, -1, b"json (50) or cbor (60)"
+        return coap.CONTENT, accept, self.render(accept)

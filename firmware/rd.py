@@ -1,0 +1,150 @@
+# Resource Directory registration (RFC 9176 5.3): find the directory's registration resource
+# (GET /.well-known/core?rt=core.rd, 4.3; /rd if it lists none), register, refresh before the
+# lifetime runs out, register afresh when a refresh is refused or the directory stops answering
+# (a network drop). Sends through the server's socket; the server hands back our responses
+# (matched by token) and tells us when the message layer gave up (failed()).
+from firmware import coap, log
+from firmware.coap import CON
+from firmware.compat import ticks_add, ticks_diff
+
+_RETRY_MIN_S = 10
+_RETRY_MAX_S = 600
+_EXCHANGE_MS = 250000     # longer than all retransmissions (RFC 7252 4.8.2): then give up
+_WAIT_MS = 60000          # for a separate response after an empty ACK
+
+
+class RdClient:
+    def __init__(self, server, addr, ep, lifetime_s, links):
+        self.server = server
+        self.addr = addr
+        self.ep = b"ep=" + ep.encode()
+        self.lt = b"lt=%d" % lifetime_s
+        self.refresh_ms = lifetime_s * 750   # at 3/4 of the lifetime
+        self.links = links            # fn() -> our link-format document
+        self.reg_path = None          # Uri-Path segments of the registration resource, once found
+        self.location = None          # Location-Path segments of our registration
+        self.token = b""              # token of our request in flight; b"" when none
+        self.retry_s = _RETRY_MIN_S
+        self.due = server.clock()     # next send, or the give-up deadline while in flight
+
+    def restart(self):
+        """The network came back: register afresh at once."""
+        box = self.server.outbox
+        j = box.find_tag(self)
+        if j >= 0:
+            box.free(j)
+        self.reg_path = None
+        self.location = None
+        self.token = b""
+        self.retry_s = _RETRY_MIN_S
+        self.due = self.server.clock()
+
+    def tick(self, now):
+        """Called by the server's service(): send when due. Returns ms until it wants a call."""
+        left = ticks_diff(self.due, now)
+        if left > 0:
+            return left
+        if self.token:
+            self.failed()             # a separate response that never came
+        else:
+            self._send(now)
+        return 1000
+
+    def _send(self, now):
+        s = self.server
+        mid = s.ids.next()
+        r = s.rand(32)
+        token = bytes((r >> 24 & 255, r >> 16 & 255, r >> 8 & 255, r & 255))
+        w = s.writer
+        if self.reg_path is None:
+            w.header(CON, coap.GET, mid, token)
+            w.option(coap.URI_PATH, b".well-known")
+            w.option(coap.URI_PATH, b"core")
+            w.option(coap.URI_QUERY, b"rt=core.rd")
+        elif self.location is None:
+            w.header(CON, coap.POST, mid, token)
+            for seg in self.reg_path:
+                w.option(coap.URI_PATH, seg)
+            w.option_uint(coap.CONTENT_FORMAT, coap.LINK_FORMAT)
+            w.option(coap.URI_QUERY, self.ep)
+            w.option(coap.URI_QUERY, self.lt)
+            w.payload(self.links())
+        else:
+            w.header(CON, coap.POST, mid, token)
+            for seg in self.location:
+                w.option(coap.URI_PATH, seg)
+            w.option(coap.URI_QUERY, self.lt)
+        data = bytes(w.view())
+        if s.outbox.add(self.addr, mid, data, self, now) < 0:
+            self.due = ticks_add(now, 1000)   # every slot is busy with notifications: later
+            return
+        self.token = token
+        self.due = ticks_add(now, _EXCHANGE_MS)
+        s.send(data, self.addr)
+
+    def acked(self):
+        self.due = ticks_add(self.server.clock(), _WAIT_MS)
+
+    def response(self, msg, addr):
+        s = self.server
+        now = s.clock()
+        j = s.outbox.find_tag(self)
+        if j >= 0:
+            s.outbox.free(j)          # a separate response also answers our CON
+        self.token = b""
+        code = msg.code
+        if self.reg_path is None:
+            self.reg_path = _first_path(msg.payload) if code == coap.CONTENT else None
+            if not self.reg_path:
+                self.reg_path = [b"rd"]   # the directory lists none: the usual path
+            log.info("rd: directory registers at /%s", b"/".join(self.reg_path).decode())
+            self.due = now
+            return
+        if self.location is None and code == coap.CREATED:
+            loc = [v for n, v in msg.options if n == coap.LOCATION_PATH]
+            if loc:
+                self.location = loc
+                log.info("rd: registered as /%s", b"/".join(loc).decode())
+                self._ok(now)
+                return
+        elif self.location is not None and code == coap.CHANGED:
+            log.info("rd: registration refreshed")
+            self._ok(now)
+            return
+        elif self.location is not None and code >> 5 == 4:
+            log.info("rd: registration gone (%s); registering again", coap.code_str(code))
+            self.location = None
+            self.due = now
+            return
+        log.warning("rd: directory answered %s", coap.code_str(code))
+        self._retry(now)
+
+    def failed(self):
+        """No answer: the network or the directory is down. Register afresh, with back-off."""
+        log.warning("rd: no answer from the directory; registering again in %d s", self.retry_s)
+        self.token = b""
+        self.location = None
+        self._retry(self.server.clock())
+
+    def _ok(self, now):
+        self.retry_s = _RETRY_MIN_S
+        self.due = ticks_add(now, self.refresh_ms)
+
+    def _retry(self, now):
+        self.due = ticks_add(now, self.retry_s * 1000)
+        self.retry_s = min(self.retry_s * 2, _RETRY_MAX_S)
+
+
+def _first_path(links):
+    """Uri-Path segments of the first link's target: <coap://h/a/b/> or </a/b/> -> [a, b, b""]."""
+    i = links.find(b"<")
+    j = links.find(b">", i)
+    if i < 0 or j < 0:
+        return None
+    href = links[i + 1:j]
+    k = href.find(b"//")
+    if k >= 0:
+        k = href.find(b"/", k + 2)
+        href = href[k:] if k >= 0 else b"/"
+    segs = href.split(b"/")[1:]   # a trailing slash is an empty last segment, as sent
+    return segs if segs and segs != [b""] else None
