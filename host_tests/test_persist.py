@@ -104,3 +104,20 @@ def test_without_persist_nothing_is_written(firmware, tmp_path):
     fw.wait_for("output GPIO2 = 1")
     c.close()
     assert not (tmp_path / "alarm_state.json").exists()
+
+
+def test_on_a_filesystem_that_cannot_rename_over_a_file(tmp_path, monkeypatch):
+    # FAT refuses to rename onto an existing name: the old file is removed first.
+    real_rename = os.rename
+
+    def fat_rename(src, dst):
+        if os.path.exists(dst):
+            raise OSError(17, "EEXIST")
+        real_rename(src, dst)
+
+    s = store(tmp_path)
+    s.save(True)
+    monkeypatch.setattr(os, "rename", fat_rename)
+    s.save(False)
+    assert store(tmp_path).load() is False
+    assert os.listdir(tmp_path) == ["alarm_state.json"]
