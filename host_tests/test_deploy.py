@@ -60,7 +60,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     plan = board.deploy(*flags, "--dry-run")
     assert plan.returncode == 0, plan.stderr
     assert "copy   boot.py (new)" in plan.stdout and "copy   config.json (new)" in plan.stdout
-    assert "dry run: nothing was changed" in plan.stdout
+    assert "dry run: no file was changed" in plan.stdout
     assert os.listdir(board.fs) == []
 
     r = board.deploy(*flags)
@@ -114,7 +114,7 @@ def test_only_changed_files_are_copied(vboard):
     copies = [l.split()[1] for l in r.stdout.splitlines() if l.strip().startswith("copy ")]
     assert sorted(copies) == ["firmware/log.py", "main.py"]
     assert "remove firmware/old_module.py" in r.stdout
-    assert "restart it by hand" not in r.stdout  # --no-reset
+    assert "not reset (--no-reset)" in r.stdout and "restart it by hand" not in r.stdout
     assert not os.path.exists(os.path.join(board.fs, "firmware", "old_module.py"))
     with open(os.path.join(board.fs, "firmware", "log.py")) as f:
         assert "edited on the board" not in f.read()
@@ -327,6 +327,21 @@ def test_reset_after_copy_and_when_it_fails(capsys):
         deploy.deploy(deploy.parse_args(["--device", "x"]), board)
 
 
+def test_the_alarm_the_probe_stopped_is_restarted_even_without_a_copy():
+    # The probe interrupts main.py (Ctrl-C): a dry run or a refused deploy must not leave it stopped.
+    board = FakeBoard(info())
+    assert deploy.deploy(deploy.parse_args(["--device", "x", "--dry-run"]), board) == 0
+    assert [c[-1] for c in board.commands] == ["reset"]
+    board = FakeBoard(info(free=100))
+    with pytest.raises(deploy.DeployError, match="not enough space"):
+        deploy.deploy(deploy.parse_args(["--device", "x"]), board)
+    assert [c[-1] for c in board.commands] == ["reset"]
+    board = FakeBoard(info(), results=[(1, "", "OSError: [Errno 28] ENOSPC"), (1, "", "gone")])
+    with pytest.raises(deploy.DeployError, match="filesystem is full"):  # not the reset's error
+        deploy.deploy(deploy.parse_args(["--device", "x"]), board)
+    assert board.commands[-1][-1] == "reset"
+
+
 def test_mpremote_missing():
     board = FakeBoard(info())
     board.mpremote = None
@@ -364,7 +379,7 @@ def test_make_deploy_runs_the_tool_against_the_device(vboard):
     r = make_deploy("DEVICE=" + board.device, "DRY_RUN=1", "SSID=home net",
                     "PASSWORD=it's \"secret\" $HOME", "DEPLOY_ARGS=--persist")
     assert r.returncode == 0, r.stderr
-    assert "deploy to %s" % board.device in r.stdout and "dry run: nothing was changed" in r.stdout
+    assert "deploy to %s" % board.device in r.stdout and "dry run: no file was changed" in r.stdout
     # `make deploy PORT=/dev/...` (the simulator's variable) names the device too.
     r = make_deploy("PORT=" + board.device, "DRY_RUN=1")
     assert r.returncode == 0 and "deploy to %s" % board.device in r.stdout

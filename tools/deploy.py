@@ -332,7 +332,7 @@ def make_plan(files, info):
     return plan
 
 
-def print_plan(plan, device, info, reset):
+def print_plan(plan, device, info):
     print("deploy to %s (MicroPython %s on %s):" % (device, info["version"], info["platform"]))
     if plan.mkdir:
         print("  mkdir  firmware/")
@@ -341,9 +341,6 @@ def print_plan(plan, device, info, reset):
     for remote in plan.remove:
         print("  remove %s (not part of this deploy)" % remote)
     print("  %d file(s) already up to date" % len(plan.same))
-    if reset:
-        print("  reset the board" if info["reset"] else
-              "  (this board has no machine.reset(): restart it by hand)")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -386,6 +383,28 @@ def deploy(args, board=None):
     cfg = build_config(args)
     board = board or Board(args.device, args.timeout)
     info = board.probe()
+    # The probe's Ctrl-C stopped the alarm: whatever happens now, restart the board at the end.
+    try:
+        copy(args, board, info, cfg)
+    except DeployError:
+        if not args.no_reset and info["reset"]:
+            try:
+                board.reset()
+            except DeployError:
+                pass  # the first error is the one to report
+        raise
+    if args.no_reset:
+        print("not reset (--no-reset): the alarm runs again after a reset or power cycle")
+    elif not info["reset"]:
+        print("this board has no machine.reset(): restart it by hand")
+    else:
+        board.reset()
+        print("board reset: watch it start with  mpremote connect %s resume repl" % args.device)
+    return 0
+
+
+def copy(args, board, info, cfg):
+    """Plan, check and copy. Leaves resetting to the caller."""
     with tempfile.TemporaryDirectory(prefix="coap-alarm-deploy-") as work:
         files = source_files()
         if args.mpy:
@@ -410,8 +429,7 @@ def deploy(args, board=None):
                 json.dump(cfg, f, indent=1, sort_keys=True)
             files.append(("config.json", path))
         plan = make_plan(files, info)
-        reset = not args.no_reset
-        print_plan(plan, args.device, info, reset)
+        print_plan(plan, args.device, info)
         need = plan.need_bytes(info["bsize"], info["files"])
         if need > info["free"]:
             raise DeployError(
@@ -419,17 +437,13 @@ def deploy(args, board=None):
                 "%d KB are free. Remove other files (mpremote connect %s fs ls / fs rm), or use --mpy."
                 % (-(-need // 1024), info["free"] // 1024, args.device))
         if args.dry_run:
-            print("dry run: nothing was changed")
-            return 0
+            print("dry run: no file was changed")
+            return
         board.apply(plan)
         if not plan.copy and not plan.remove:
             print("the board is up to date")
         else:
             print("copied %d file(s), removed %d" % (len(plan.copy), len(plan.remove)))
-        if reset and info["reset"]:
-            board.reset()
-            print("board reset: watch it start with  mpremote connect %s" % args.device)
-    return 0
 
 
 def main(argv=None):
