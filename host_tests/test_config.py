@@ -211,3 +211,12 @@ def test_validator_is_dropped_after_boot_under_micropython(tmp_path):
     out = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True,
                          timeout=20).stdout
     assert "LEFT False False 5683" in out
+
+
+def test_every_key_is_documented():
+    docs = ""
+    for name in ("README.md", os.path.join("docs", "flash-a-board.md")):
+        with open(os.path.join(ROOT, name)) as f:
+            docs += f.read()
+    missing = [k for k in config.DEFAULTS if "`%s`" % k not in docs]
+    assert not missing, "config keys missing from README.md and docs/flash-a-board.md: %s" % missing
