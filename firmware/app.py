@@ -168,7 +168,11 @@ def _bring_up(cfg, machine, on, tasks):
     from firmware.hardware import Output, pin_factory
     # The restored state reaches the pin first: Wi-Fi can take many seconds.
     Output(pin_factory(machine)(cfg["output_pin"], "out"), cfg["output_active_high"]).set(on)
-    link = net.start(cfg)  # the station's interface, or the access point
+    try:
+        link = net.start(cfg)  # the station's interface, or the access point
+    except OSError as e:  # a Wi-Fi driver error: the pins still work without a network
+        log.error("Wi-Fi: cannot start (%r); running without a network", e)
+        return None, None
     if link is None:
         return net.AP_IP, None
     tasks.append(link.run())  # keeps reconnecting while CoAP is served

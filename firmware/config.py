@@ -142,9 +142,15 @@ def load(path="config.json", report=print):
     except OSError:
         report("config: no %s; using defaults" % path)
         return dict(DEFAULTS)
+    except MemoryError:
+        report("config: %s is too big to read; using defaults" % path)
+        return dict(DEFAULTS)
     try:
         raw = json.loads(text)
     except ValueError as e:
         report("config: %s is not valid JSON (%s); using defaults" % (path, e))
+        return dict(DEFAULTS)
+    except Exception as e:  # e.g. MemoryError on a huge or deeply nested file: still boot
+        report("config: cannot read %s (%r); using defaults" % (path, e))
         return dict(DEFAULTS)
     return validate(raw, report)

@@ -119,3 +119,13 @@ def test_access_point_boot_and_no_watchdog_when_off(board, capsys):
     assert "serving coap://192.168.4.1:%d/alarm" % cfg["port"] in out
     assert EVENTS.index("GPIO2=0") < EVENTS.index("AP active")
     assert not any(e.startswith("WDT") for e in EVENTS)
+
+
+def test_a_wifi_driver_error_does_not_stop_the_alarm(board, monkeypatch, capsys):
+    def broken(kind):
+        raise OSError("Wifi Internal Error")
+    monkeypatch.setattr(sys.modules["network"], "WLAN", broken)
+    cfg = board(wifi_ssid="home", wifi_password="secret123", input_pin=None)
+    out = capsys.readouterr().out
+    assert "Wi-Fi: cannot start (OSError('Wifi Internal Error'))" in out
+    assert "serving coap://(waiting for Wi-Fi):%d/alarm" % cfg["port"] in out

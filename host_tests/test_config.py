@@ -220,3 +220,37 @@ def test_every_key_is_documented():
             docs += f.read()
     missing = [k for k in config.DEFAULTS if "`%s`" % k not in docs]
     assert not missing, "config keys missing from README.md and docs/flash-a-board.md: %s" % missing
+
+
+def test_a_file_too_big_or_too_deep_for_the_board_still_boots(tmp_path, monkeypatch):
+    p = tmp_path / "config.json"
+    p.write_text('{"port": 6000}')
+
+    def no_memory(*a):
+        raise MemoryError("memory allocation failed")
+    monkeypatch.setattr(config.json, "loads", no_memory)
+    said = []
+    assert config.load(str(p), said.append) == config.DEFAULTS
+    assert said == ["config: cannot read %s (MemoryError('memory allocation failed')); using defaults" % p]
+
+
+def test_a_file_too_big_to_read_still_boots(tmp_path, monkeypatch):
+    import builtins
+    p = tmp_path / "config.json"
+    p.write_text("{}")
+    real_open = builtins.open
+
+    class Huge:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def read(self):
+            raise MemoryError()
+
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: Huge() if path == str(p) else real_open(path, *a, **k))
+    said = []
+    assert config.load(str(p), said.append) == config.DEFAULTS
+    assert said == ["config: %s is too big to read; using defaults" % p]

@@ -121,3 +121,9 @@ def test_on_a_filesystem_that_cannot_rename_over_a_file(tmp_path, monkeypatch):
     s.save(False)
     assert store(tmp_path).load() is False
     assert os.listdir(tmp_path) == ["alarm_state.json"]
+
+
+def test_unreadable_bytes_fall_back_to_off(tmp_path, capsys):
+    (tmp_path / "alarm_state.json").write_bytes(b"\xff\xfe\x00garbage")
+    assert store(tmp_path).load() is False
+    assert "is corrupt" in capsys.readouterr().out
