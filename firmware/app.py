@@ -50,7 +50,9 @@ class App:
             # lwIP hands a group datagram to every wildcard-bound socket too: bind the unicast
             # socket to our own address so that only the group socket hears multicast.
             bind = ip
+        self.bound = bind
         self.sock = sock if sock is not None else open_socket(bind, cfg["port"])
+        self.rx = None          # the unicast receive task, replaced when the socket is
         self.group_sock = None
         if sock is None and (group or bind == "0.0.0.0"):
             self.group_sock = self._multicast(bind, group)
@@ -97,14 +99,35 @@ class App:
         log.info("alarm %s (%s)", "ON" if on else "OFF", source)
         self.server.changed(self.alarm_resource)
 
-    def network_up(self):
-        """Call when the network (re)connects: the directory may have lost us meanwhile."""
+    def network_up(self, ip=None):
+        """Call when the network (re)connects, with our address: DHCP may have given a new one,
+        and the directory may have lost us meanwhile."""
+        cfg = self.cfg
+        if ip and cfg["multicast"] and cfg["bind"] == "0.0.0.0" and ip != self.bound and self.rx:
+            self._rebind(ip)
         if self.rd is not None:
             self.rd.restart()
 
-    async def receive(self, sock=None, mcast=False):
+    def _rebind(self, ip):
+        # The unicast socket is bound to our address (see __init__): follow the new one.
+        try:
+            sock = open_socket(ip, self.cfg["port"])
+        except OSError as e:
+            log.error("cannot listen on %s: %s", ip, e)
+            return
+        log.info("address changed: now serving coap://%s:%d/alarm", ip, self.cfg["port"])
+        self.rx.cancel()
+        self.sock.close()
+        self.sock = self.server.sock = sock
+        self.bound = ip
+        self.rx = asyncio.create_task(self.receive(sock))
+        if self.group_sock is None:  # Wi-Fi was not up at boot: join the group now
+            self.group_sock = self._multicast(ip, True)
+            if self.group_sock is not None:
+                asyncio.create_task(self.receive(self.group_sock, True))
+
+    async def receive(self, sock, mcast=False):
         server = self.server
-        sock = sock or self.sock
         size = self.cfg["max_datagram"]
         while True:
             await compat.readable(sock)
@@ -130,7 +153,8 @@ class App:
             await compat.sleep_ms(min(self.server.service(), 100))
 
     async def run(self, console=False):
-        tasks = [asyncio.create_task(self.receive()), asyncio.create_task(self.timers())]
+        self.rx = asyncio.create_task(self.receive(self.sock))
+        tasks = [asyncio.create_task(self.timers())]
         if self.group_sock is not None:
             tasks.append(asyncio.create_task(self.receive(self.group_sock, True)))
         if self.input is not None:

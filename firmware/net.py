@@ -70,7 +70,7 @@ class Link:
         print("Wi-Fi: connected to %s, IP address %s" % (self.ssid, self.ip))
         print("coap-alarm: observe coap://%s:%d/alarm" % (self.ip, self.port))
         if self.on_up is not None:
-            self.on_up()
+            self.on_up(self.ip)
         return CHECK_MS
 
     def _attempt(self, now):
