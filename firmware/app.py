@@ -4,10 +4,6 @@ import random
 import socket
 
 from firmware import VERSION, compat, log
-from firmware.alarm import Alarm
-from firmware.hardware import Input, Output, pin_factory
-from firmware.resources import AlarmResource, WellKnownCore
-from firmware.server import Server
 
 CONFIG_ENV = "COAP_ALARM_CONFIG"   # host only: where the simulator puts its config.json
 
@@ -22,6 +18,12 @@ def open_socket(bind, port):
 
 class App:
     def __init__(self, cfg, machine=None, sock=None):
+        # Imported here, not at the top: main() validates the config and frees the validator
+        # first, so boot's peak RAM never holds both.
+        from firmware.alarm import Alarm
+        from firmware.hardware import Input, Output, pin_factory
+        from firmware.resources import AlarmResource, WellKnownCore
+        from firmware.server import Server
         self.cfg = cfg
         self.alarm = Alarm(compat.ticks_ms)
         make_pin = pin_factory(machine)

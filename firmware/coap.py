@@ -1,44 +1,66 @@
 # CoAP message codec (RFC 7252 section 3). Pure: bytes in, Message out, and back; no I/O.
+# Numbers are const(): folded into the bytecode here; public ones stay importable by name.
+from firmware.compat import const
 
-CON, NON, ACK, RST = 0, 1, 2, 3
+CON = const(0)
+NON = const(1)
+ACK = const(2)
+RST = const(3)
 TYPE_NAMES = ("CON", "NON", "ACK", "RST")
 
 # Codes are the raw code byte: class << 5 | detail.
-EMPTY = 0x00
-GET, POST, PUT, DELETE, FETCH = 0x01, 0x02, 0x03, 0x04, 0x05
-CREATED, DELETED, VALID, CHANGED, CONTENT, CONTINUE = 0x41, 0x42, 0x43, 0x44, 0x45, 0x5F
-BAD_REQUEST, BAD_OPTION, NOT_FOUND, METHOD_NOT_ALLOWED = 0x80, 0x82, 0x84, 0x85
-NOT_ACCEPTABLE, REQUEST_ENTITY_INCOMPLETE, PRECONDITION_FAILED = 0x86, 0x88, 0x8C
-REQUEST_ENTITY_TOO_LARGE, UNSUPPORTED_CONTENT_FORMAT = 0x8D, 0x8F
-INTERNAL_SERVER_ERROR, NOT_IMPLEMENTED, PROXYING_NOT_SUPPORTED = 0xA0, 0xA1, 0xA5
+EMPTY = const(0x00)
+GET = const(0x01)
+POST = const(0x02)
+PUT = const(0x03)
+DELETE = const(0x04)
+FETCH = const(0x05)
+CREATED = const(0x41)
+DELETED = const(0x42)
+VALID = const(0x43)
+CHANGED = const(0x44)
+CONTENT = const(0x45)
+CONTINUE = const(0x5F)
+BAD_REQUEST = const(0x80)
+BAD_OPTION = const(0x82)
+NOT_FOUND = const(0x84)
+METHOD_NOT_ALLOWED = const(0x85)
+NOT_ACCEPTABLE = const(0x86)
+REQUEST_ENTITY_INCOMPLETE = const(0x88)
+PRECONDITION_FAILED = const(0x8C)
+REQUEST_ENTITY_TOO_LARGE = const(0x8D)
+UNSUPPORTED_CONTENT_FORMAT = const(0x8F)
+INTERNAL_SERVER_ERROR = const(0xA0)
+NOT_IMPLEMENTED = const(0xA1)
+PROXYING_NOT_SUPPORTED = const(0xA5)
 
 # Option numbers (RFC 7252 5.10, RFC 7641, RFC 7959).
-IF_MATCH = 1
-URI_HOST = 3
-ETAG = 4
-IF_NONE_MATCH = 5
-OBSERVE = 6
-URI_PORT = 7
-LOCATION_PATH = 8
-URI_PATH = 11
-CONTENT_FORMAT = 12
-MAX_AGE = 14
-URI_QUERY = 15
-ACCEPT = 17
-LOCATION_QUERY = 20
-BLOCK2 = 23
-BLOCK1 = 27
-SIZE2 = 28
-PROXY_URI = 35
-PROXY_SCHEME = 39
-SIZE1 = 60
-NO_RESPONSE = 258
+IF_MATCH = const(1)
+URI_HOST = const(3)
+ETAG = const(4)
+IF_NONE_MATCH = const(5)
+OBSERVE = const(6)
+URI_PORT = const(7)
+LOCATION_PATH = const(8)
+URI_PATH = const(11)
+CONTENT_FORMAT = const(12)
+MAX_AGE = const(14)
+URI_QUERY = const(15)
+ACCEPT = const(17)
+LOCATION_QUERY = const(20)
+BLOCK2 = const(23)
+BLOCK1 = const(27)
+SIZE2 = const(28)
+PROXY_URI = const(35)
+PROXY_SCHEME = const(39)
+SIZE1 = const(60)
+NO_RESPONSE = const(258)
 
 # Content-Format numbers.
-TEXT_PLAIN = 0
-LINK_FORMAT = 40
-JSON = 50
-CBOR = 60
+TEXT_PLAIN = const(0)
+LINK_FORMAT = const(40)
+JSON = const(50)
+CBOR = const(60)
 
 
 def code_str(code):

@@ -1,4 +1,5 @@
 # What differs between CPython (host tests) and MicroPython (unix port and boards), in one place.
+# The CPython half lives in compat_cpython.py so a board never loads its bytecode (RAM).
 import sys
 import time
 
@@ -7,6 +8,7 @@ MICROPYTHON = sys.implementation.name == "micropython"
 if MICROPYTHON:
     import asyncio
     from asyncio import core as _core
+    from micropython import const
 
     ticks_ms = time.ticks_ms
     ticks_add = time.ticks_add
@@ -22,8 +24,7 @@ if MICROPYTHON:
         def __iter__(self):
             yield _core._io_queue.queue_read(self.sock)
 
-    def readable(sock):
-        return _Readable(sock)
+    readable = _Readable
 
     try:
         import machine as _machine
@@ -32,48 +33,8 @@ if MICROPYTHON:
     # The unix port has a `machine` module but no Pin: that means "simulate the pins".
     machine = _machine if (_machine is not None and hasattr(_machine, "Pin")) else None
 else:
-    import asyncio
-
-    _T0 = time.monotonic_ns()
-
-    def ticks_ms():
-        return ((time.monotonic_ns() - _T0) // 1000000) & 0x3FFFFFFF
-
-    def ticks_add(t, delta):
-        return (t + delta) & 0x3FFFFFFF
-
-    def ticks_diff(a, b):
-        d = (a - b) & 0x3FFFFFFF
-        return d - 0x40000000 if d & 0x20000000 else d
-
-    class ThreadSafeFlag:
-        # Same surface as MicroPython's: set() from "interrupt" context, await wait() in the loop.
-        def __init__(self):
-            self._ev = asyncio.Event()
-
-        def set(self):
-            self._ev.set()
-
-        def clear(self):
-            self._ev.clear()
-
-        async def wait(self):
-            await self._ev.wait()
-            self._ev.clear()
-
-    async def sleep_ms(ms):
-        await asyncio.sleep(ms / 1000)
-
-    async def readable(sock):
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        fd = sock.fileno()
-        loop.add_reader(fd, fut.set_result, None)
-        try:
-            await fut
-        finally:
-            loop.remove_reader(fd)
-
+    from firmware.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
+                                         ThreadSafeFlag, sleep_ms, readable)
     machine = None
 
 

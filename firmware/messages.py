@@ -1,12 +1,12 @@
 # Message layer (RFC 7252 4): message IDs, duplicate detection, CON retransmission.
 # Fixed-size tables only: memory is set at start-up and never grows.
-from firmware.compat import ticks_add, ticks_diff
+from firmware.compat import const, ticks_add, ticks_diff
 
 # Transmission parameters, RFC 7252 4.8.
-ACK_TIMEOUT_MS = 2000
-ACK_RANDOM_MS = 1000          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
-MAX_RETRANSMIT = 4
-EXCHANGE_LIFETIME_MS = 247000
+ACK_TIMEOUT_MS = const(2000)
+ACK_RANDOM_MS = const(1000)          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
+MAX_RETRANSMIT = const(4)
+EXCHANGE_LIFETIME_MS = const(247000)
 
 
 class MessageIds:
