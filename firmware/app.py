@@ -88,6 +88,8 @@ def load_config():
     from firmware import config
     cfg = config.load(compat.getenv(CONFIG_ENV, "config.json"))
     del sys.modules["firmware.config"]
+    import firmware
+    del firmware.config  # the package holds it too: without this the module stays alive
     return cfg
 
 

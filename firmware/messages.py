@@ -24,15 +24,23 @@ class DedupCache:
     """Recently received requests (endpoint, MID) and the reply sent to each.
 
     A ring: when full, the oldest entry is dropped. A linear scan of a few
-    slots allocates nothing, unlike a dict keyed by tuples.
+    slots allocates nothing, unlike a dict keyed by tuples. Small replies are
+    copied into one preallocated arena (a ring too), so caching a reply
+    allocates nothing; a reply the arena cannot hold is kept as its own bytes.
     """
 
-    def __init__(self, capacity):
+    def __init__(self, capacity, arena=None):
+        from array import array
         self.capacity = capacity
         self.addrs = [None] * capacity
         self.mids = [0] * capacity
         self.times = [0] * capacity
-        self.replies = [None] * capacity
+        self.replies = [None] * capacity  # None, True (in the arena) or bytes
+        self.offs = array("H", bytes(2 * capacity))
+        self.lens = array("H", bytes(2 * capacity))
+        self.arena = bytearray(arena if arena is not None else 32 * capacity)
+        self.amv = memoryview(self.arena)
+        self.apos = 0
         self.head = 0
 
     def find(self, addr, mid, now):
@@ -47,13 +55,39 @@ class DedupCache:
                 return -1
         return -1
 
+    def reply(self, i):
+        """The reply cached for entry i (bytes or a view of the arena), or None."""
+        r = self.replies[i]
+        if r is True:
+            o = self.offs[i]
+            return self.amv[o:o + self.lens[i]]
+        return r
+
     def add(self, addr, mid, now, reply):
         i = self.head
         self.head = (i + 1) % self.capacity
         self.addrs[i] = addr
         self.mids[i] = mid
         self.times[i] = now
-        self.replies[i] = reply
+        self.replies[i] = None
+        if reply is not None:
+            n = len(reply)
+            size = len(self.arena)
+            if n * 4 > size:
+                self.replies[i] = bytes(reply)
+            else:
+                o = self.apos
+                if o + n > size:
+                    o = 0
+                # Whatever the new bytes overwrite is no longer cached.
+                for j in range(self.capacity):
+                    if self.replies[j] is True and self.offs[j] < o + n and o < self.offs[j] + self.lens[j]:
+                        self.replies[j] = None
+                self.arena[o:o + n] = reply
+                self.offs[i] = o
+                self.lens[i] = n
+                self.replies[i] = True
+                self.apos = o + n
         return i
 
     def __len__(self):

@@ -30,6 +30,7 @@ class Server:
         self.writer = coap.Writer(cfg["max_datagram"] + 64)
         self.ids = MessageIds(rand(16))
         self.dedup = DedupCache(cfg["dedup_entries"])
+        self.reader = coap.Reader()  # every request is decoded into this one: no per-packet lists
         self.observers = ObserverTable(cfg["max_observers"])
         self.outbox = Outbox(cfg["max_observers"] + 1, rand)
         self.seq = rand(16)
@@ -65,7 +66,7 @@ class Server:
     def _datagram(self, data, addr):
         now = self.clock()
         try:
-            msg = coap.parse(data)
+            msg = self.reader.load(data)
         except coap.CoapError as e:
             self.malformed += 1
             log.debug("malformed datagram from %s: %s", addr_str(addr), e.reason)
@@ -94,7 +95,7 @@ class Server:
         i = self.dedup.find(addr, msg.mid, now)
         if i >= 0:
             self.duplicates += 1
-            reply = self.dedup.replies[i]
+            reply = self.dedup.reply(i)
             if reply is not None:
                 self.send(reply, addr)
             return
@@ -104,31 +105,34 @@ class Server:
             return
         self.send(out, addr)
         # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
-        self.dedup.add(addr, msg.mid, now, bytes(out) if mtype == CON else None)
+        self.dedup.add(addr, msg.mid, now, out if mtype == CON else None)
 
     def _request(self, req, addr, now):
-        path = None
-        for num, val in req.options:
-            if num == coap.URI_PATH:
-                path = val if path is None else path + b"/" + val
-            elif num & 1 and num not in _KNOWN_CRITICAL:
+        nums = req.nums
+        for k in range(req.count):  # an index scan: no option list is built
+            num = nums[k]
+            if num & 1 and num not in _KNOWN_CRITICAL:
                 if req.mtype == NON:
                     self._reset(req.mid, addr)  # rejecting a NON (RFC 7252 5.4.1)
                     return None
                 return self._reply(req, coap.BAD_OPTION, -1, ("unknown critical option %d" % num).encode())
             elif num == coap.PROXY_URI or num == coap.PROXY_SCHEME:
                 return self._reply(req, coap.PROXYING_NOT_SUPPORTED, -1, b"no proxy here")
-        res = self.routes.get(path if path is not None else b"")
+        res = None
+        for path in self.routes:
+            if req.path_is(path):
+                res = self.routes[path]
+                break
         if res is None:
             return self._reply(req, coap.NOT_FOUND, -1, b"no such resource")
         if len(req.payload) > self.max_payload:
             return self._reply(req, coap.REQUEST_ENTITY_TOO_LARGE, -1, b"payload too large",
                                size1=self.max_payload)
         # No ETags here: If-None-Match fails on an existing resource, If-Match only matches "exists".
-        if req.opt(coap.IF_NONE_MATCH) is not None:
+        if req.find(coap.IF_NONE_MATCH) >= 0:
             return self._reply(req, coap.PRECONDITION_FAILED, -1, b"resource exists")
-        for num, val in req.options:
-            if num == coap.IF_MATCH and val:
+        for k in range(req.count):
+            if nums[k] == coap.IF_MATCH and req.ends[k] > req.starts[k]:
                 return self._reply(req, coap.PRECONDITION_FAILED, -1, b"no ETag matches")
         try:
             code, fmt, payload = res.handle(req)
@@ -175,9 +179,9 @@ class Server:
                 payload = payload[start:start + size]
         w = self.writer
         if req.mtype == CON:
-            w.header(ACK, code, req.mid, req.token)
+            w.reply_header(ACK, code, req.mid, req)
         else:
-            w.header(NON, code, self.ids.next(), req.token)
+            w.reply_header(NON, code, self.ids.next(), req)
         if observe >= 0:
             w.option_uint(coap.OBSERVE, observe)
         if fmt >= 0:
