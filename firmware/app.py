@@ -70,6 +70,14 @@ class App:
             # Capped so that a new retransmission deadline is never missed by much.
             await compat.sleep_ms(min(self.server.service(), 100))
 
+    def stats(self):
+        # Host console only (simpins): heap after a collection, and how full each table is.
+        s = self.server
+        used, free = compat.heap()
+        return "stats heap=%d free=%d observers=%d/%d dedup=%d/%d outbox=%d received=%d malformed=%d" % (
+            used, free, len(s.observers), s.observers.capacity, len(s.dedup),
+            s.dedup.capacity, len(s.outbox), s.received, s.malformed)
+
     async def run(self, console=False):
         tasks = [asyncio.create_task(self.receive()), asyncio.create_task(self.timers())]
         if self.input is not None:
@@ -78,7 +86,7 @@ class App:
             from firmware import simpins
             tasks.append(asyncio.create_task(simpins.console(
                 self.alarm, self.input.pin if self.input else None, self.cfg["input_active_low"],
-                self.server.service)))
+                self.server.service, self.stats)))
         await asyncio.gather(*tasks)
 
 

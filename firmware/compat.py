@@ -47,6 +47,16 @@ def getenv(name, default=None):
     return default if v is None else v
 
 
+def heap():
+    """(bytes in use, bytes free) after a collection; (-1, -1) on CPython, which has no such figures."""
+    import gc
+    gc.collect()
+    try:
+        return gc.mem_alloc(), gc.mem_free()
+    except AttributeError:
+        return -1, -1
+
+
 def sockaddr(host, port):
     # Resolve to whatever this socket module wants in bind()/sendto().
     import socket

@@ -75,7 +75,9 @@ def main(argv=None):
         # A board-sized heap: precompile like a deploy does, since compiling source needs RAM.
         cmd += ["-X", "heapsize=" + args.heap]
         libpath = precompile(os.path.join(workdir, "lib"), os.path.dirname(micropython))
-    cmd.append(os.path.join(ROOT, "main.py"))
+        # main.py next to the .mpy tree: the VM searches the script's directory first.
+        shutil.copy(os.path.join(ROOT, "main.py"), libpath)
+    cmd.append(os.path.join(libpath, "main.py"))
     host = "127.0.0.1" if args.bind == "0.0.0.0" else args.bind
     print("sim: try  coap-client-notls -s 60 coap://%s:%d/alarm   (observe)" % (host, args.port))
     print("sim:      aiocoap-client -m PUT --payload ON coap://%s:%d/alarm" % (host, args.port))

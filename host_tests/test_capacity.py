@@ -1,0 +1,45 @@
+# Many endpoints observing at once: the table never grows past its capacity, the extra clients
+# get plain responses, and a freed slot goes to the next client.
+from firmware import coap
+from harness import make_server, request
+
+
+def _observe(server, sock, k, value=0, mid=None):
+    server.datagram(request(coap.GET, mid=mid or 100 + k, token=bytes((k,)), options=[(coap.OBSERVE, value)]),
+                    ("10.0.2.%d" % k, 5683))
+    (msg, _), = sock.take()
+    return msg
+
+
+def test_table_never_exceeds_capacity_and_extras_get_plain_responses():
+    server, alarm, sock, clock = make_server(max_observers=8)
+    replies = [_observe(server, sock, k) for k in range(1, 21)]
+    assert len(server.observers) == 8
+    for k, msg in enumerate(replies, 1):
+        assert msg.code == coap.CONTENT and msg.payload == b"OFF"
+        assert (msg.opt(coap.OBSERVE) is not None) == (k <= 8), k
+    # A change notifies the eight, and only them.
+    alarm.set(True, "test")
+    server.service()
+    notified = {a for m, a in sock.take()}
+    assert notified == {("10.0.2.%d" % k, 5683) for k in range(1, 9)}
+
+
+def test_freed_slot_is_reused():
+    server, alarm, sock, clock = make_server(max_observers=8)
+    for k in range(1, 9):
+        _observe(server, sock, k)
+    assert _observe(server, sock, 9).opt(coap.OBSERVE) is None  # full
+    # Client 3 deregisters (GET with Observe: 1, RFC 7641 3.6).
+    assert _observe(server, sock, 3, value=1, mid=500).opt(coap.OBSERVE) is None
+    assert len(server.observers) == 7
+    assert _observe(server, sock, 9, mid=501).opt(coap.OBSERVE) is not None
+    assert len(server.observers) == 8
+    # And an RST to a notification frees a slot too.
+    alarm.set(True, "test")
+    server.service()
+    note = [(m, a) for m, a in sock.take() if a == ("10.0.2.5", 5683)][0][0]
+    server.datagram(coap.encode(coap.Message(coap.RST, coap.EMPTY, note.mid)), ("10.0.2.5", 5683))
+    assert len(server.observers) == 7
+    assert _observe(server, sock, 10).opt(coap.OBSERVE) is not None
+    assert len(server.observers) == 8
