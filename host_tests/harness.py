@@ -133,6 +133,17 @@ class Client:
             if msg.token == token or msg.mid == mid:
                 return msg
 
+    def request_reply(self, mid, timeout=2.0):
+        """Wait for the message answering `mid`; raise socket.timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no reply to mid %d" % mid)
+            msg = self.recv(left)
+            if msg.mid == mid:
+                return msg
+
     def close(self):
         self.sock.close()
 
