@@ -23,5 +23,9 @@ sim: $(BIN)/.ready
 test: $(BIN)/.ready
 	$(BIN)/python -m pytest host_tests -q $(PYTEST_ARGS)
 
+## Benchmarks: throughput vs aiocoap and libcoap, notification latency, heap, flash (< 3 min).
+bench: $(BIN)/.ready
+	$(BIN)/python tools/bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build
