@@ -13,7 +13,6 @@ if MICROPYTHON:
     ticks_ms = time.ticks_ms
     ticks_add = time.ticks_add
     ticks_diff = time.ticks_diff
-    ThreadSafeFlag = asyncio.ThreadSafeFlag
     sleep_ms = asyncio.sleep_ms
 
     class _Readable:
@@ -32,6 +31,15 @@ if MICROPYTHON:
         _machine = None
     # The unix port has a `machine` module but no Pin: that means "simulate the pins".
     machine = _machine if (_machine is not None and hasattr(_machine, "Pin")) else None
+    if machine is not None:
+        ThreadSafeFlag = asyncio.ThreadSafeFlag  # set() from a real pin interrupt
+    else:
+        # Simulated pins "interrupt" from the loop itself, so an Event is enough. The unix port
+        # polls a ThreadSafeFlag in 1 ms steps, which would add up to 1 ms to every request.
+        class ThreadSafeFlag(asyncio.Event):
+            async def wait(self):
+                await asyncio.Event.wait(self)
+                self.clear()
 else:
     from firmware.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
                                          ThreadSafeFlag, sleep_ms, readable)
