@@ -73,7 +73,7 @@ class CoapError(ValueError):
     """
 
     def __init__(self, reason, mtype=None, mid=None):
-        ValueError.__init__(self, reason)
+        super().__init__(reason)  # MicroPython's ValueError has no __init__ attribute to call
         self.reason = reason
         self.mtype = mtype
         self.mid = mid
