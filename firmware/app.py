@@ -52,7 +52,7 @@ class App:
     async def receive(self):
         server = self.server
         sock = self.sock
-        size = self.cfg["max_datagram"]
+        size = server.rx_size  # what the server accepts, not a full 1152-byte datagram
         while True:
             await compat.readable(sock)
             # Drain a bounded batch, then let other tasks run.

@@ -13,6 +13,10 @@ _KNOWN_CRITICAL = (coap.IF_MATCH, coap.URI_HOST, coap.IF_NONE_MATCH, coap.URI_PO
                    coap.PROXY_SCHEME)
 _MAX_SZX = 6            # 1024-byte blocks at most
 _SERVICE_LIMIT_MS = 1000
+# Room for header, token and options on top of the largest accepted body. The receive buffer
+# is that big and no bigger: a 1152-byte buffer per datagram fragments a small heap (RFC 7252
+# 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
+_RX_HEADROOM = 192
 
 
 class Server:
@@ -23,6 +27,7 @@ class Server:
         for r in resources:
             self.routes[r.path] = r
         self.max_payload = cfg["max_payload"]
+        self.rx_size = min(cfg["max_datagram"], cfg["max_payload"] + _RX_HEADROOM)
         self.con_every = cfg["notify_con_every"]
         self.keepalive_ms = cfg["keepalive_s"] * 1000
         # A notification is sent at least every keepalive_s, so observers' copies stay fresh.
@@ -65,6 +70,8 @@ class Server:
 
     def _datagram(self, data, addr):
         now = self.clock()
+        if len(data) >= self.rx_size and self._too_large(data, addr):
+            return
         try:
             msg = self.reader.load(data)
         except coap.CoapError as e:
@@ -106,6 +113,21 @@ class Server:
         self.send(out, addr)
         # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
         self.dedup.add(addr, msg.mid, now, out if mtype == CON else None)
+
+    def _too_large(self, data, addr):
+        # The datagram filled the receive buffer, so it may have been cut: answer a request
+        # 4.13 from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one.
+        tkl = data[0] & 15
+        mtype = (data[0] >> 4) & 3
+        if data[0] >> 6 != 1 or tkl > 8 or not 1 <= data[1] < 32 or mtype > NON:
+            return False  # not a request: the codec decides what it is
+        w = self.writer
+        mid = (data[2] << 8) | data[3]
+        w.header(ACK if mtype == CON else NON, coap.REQUEST_ENTITY_TOO_LARGE,
+                 mid if mtype == CON else self.ids.next(), bytes(data[4:4 + tkl]))
+        w.option_uint(coap.SIZE1, self.max_payload)
+        self.send(w.view(), addr)
+        return True
 
     def _request(self, req, addr, now):
         nums = req.nums

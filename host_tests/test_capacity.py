@@ -43,3 +43,13 @@ def test_freed_slot_is_reused():
     assert len(server.observers) == 7
     assert _observe(server, sock, 10).opt(coap.OBSERVE) is not None
     assert len(server.observers) == 8
+
+
+def test_request_filling_the_receive_buffer_gets_4_13():
+    server, alarm, sock, clock = make_server(max_payload=64)
+    big = request(coap.PUT, payload=b"ON" + b" " * 400, mid=9, token=b"\x33")
+    server.datagram(big[:server.rx_size], ("10.0.3.1", 5683))  # what recvfrom(rx_size) hands over
+    (msg, _), = sock.take()
+    assert (msg.mtype, msg.code, msg.mid, msg.token) == (coap.ACK, coap.REQUEST_ENTITY_TOO_LARGE, 9, b"\x33")
+    assert msg.opt_uint(coap.SIZE1) == 64
+    assert not alarm.on

@@ -50,12 +50,13 @@ def _ping(c, tries=5):
     raise AssertionError("firmware stopped answering pings")
 
 
-def _flood(c, n, window=16):
+def _flood(c, n, window=16, seconds=60):
     """n CON GETs from one client, `window` in flight; returns how many were answered."""
+    deadline = time.monotonic() + seconds
     answered = 0
     sent = 0
     pending = set()
-    while sent < n or pending:
+    while (sent < n or pending) and time.monotonic() < deadline:
         while sent < n and len(pending) < window:
             mid = c.next_mid()
             c.send(request(coap.GET, mid=mid, token=b"\x0f"))
