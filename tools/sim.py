@@ -36,7 +36,8 @@ def precompile(dest, bindir):
     for name in sorted(os.listdir(src)):
         if name.endswith(".py"):
             out = os.path.join(dest, "firmware", name[:-3] + ".mpy")
-            subprocess.run([mpy_cross, "-o", out, os.path.join(src, name)], check=True)
+            # -s: the module's own name as source name, a qstr it has anyway (RAM).
+            subprocess.run([mpy_cross, "-s", name[:-3], "-o", out, os.path.join(src, name)], check=True)
     return dest
 
 
