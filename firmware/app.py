@@ -40,6 +40,7 @@ class App:
         self.sock = sock if sock is not None else open_socket(cfg["bind"], cfg["port"])
         self.server = Server(self.sock, cfg, resources, compat.ticks_ms, random.getrandbits)
         self.alarm.listeners.append(self._changed)
+        compat.gc_early()
 
     def _raise(self):
         self.alarm.set(True, "pin")

@@ -10,7 +10,7 @@ import time
 from firmware import coap
 from harness import request
 
-BOARD_HEAP = os.environ.get("COAP_ALARM_BOARD_HEAP", "96k")  # bench.py searches it
+BOARD_HEAP = os.environ.get("COAP_ALARM_BOARD_HEAP", "64k")  # bench.py searches it
 STORM = 100000
 BURST = 250          # datagrams between two pacing pings: far below the socket buffer
 MAX_OBSERVERS = 8
