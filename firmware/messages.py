@@ -38,7 +38,7 @@ class DedupCache:
         self.replies = [None] * capacity  # None, True (in the arena) or bytes
         self.offs = array("H", bytes(2 * capacity))
         self.lens = array("H", bytes(2 * capacity))
-        self.arena = bytearray(arena if arena is not None else 32 * capacity)
+        self.arena = bytearray(arena if arena is not None else 24 * capacity)  # a GET's ACK: ~12 B
         self.amv = memoryview(self.arena)
         self.apos = 0
         self.head = 0

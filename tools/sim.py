@@ -37,7 +37,8 @@ def precompile(dest, bindir):
         if name.endswith(".py"):
             out = os.path.join(dest, "firmware", name[:-3] + ".mpy")
             # -s: the module's own name as source name, a qstr it has anyway (RAM).
-            subprocess.run([mpy_cross, "-s", name[:-3], "-o", out, os.path.join(src, name)], check=True)
+            subprocess.run([mpy_cross, "-s", name[:-3], "-X", "no-source-lines", "-o", out,
+                            os.path.join(src, name)], check=True)
     return dest
 
 
