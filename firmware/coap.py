@@ -247,6 +247,8 @@ class Writer:
     def __init__(self, size=1280):
         self.buf = bytearray(size)
         self.mv = memoryview(self.buf)
+        self.vn = -1
+        self.v = None
         self.n = 0
         self.last = 0
 
@@ -343,7 +345,11 @@ class Writer:
         return self
 
     def view(self):
-        return self.mv[:self.n]
+        # Replies to the same request have the same length: reuse the last view then (no alloc).
+        if self.n != self.vn:
+            self.vn = self.n
+            self.v = self.mv[:self.n]
+        return self.v
 
 
 def block_decode(value):

@@ -4,6 +4,9 @@ from firmware import coap
 
 _ON = b"ON"
 _OFF = b"OFF"
+# A GET's answer, built once: returning a fresh tuple per request would allocate.
+_GET_ON = (coap.CONTENT, coap.TEXT_PLAIN, _ON)
+_GET_OFF = (coap.CONTENT, coap.TEXT_PLAIN, _OFF)
 
 
 class AlarmResource:
@@ -24,7 +27,7 @@ class AlarmResource:
         if code == coap.GET:
             if accept is not None and accept != coap.TEXT_PLAIN:
                 return coap.NOT_ACCEPTABLE, -1, b"text/plain (0) only"
-            return coap.CONTENT, coap.TEXT_PLAIN, self.render(coap.TEXT_PLAIN)
+            return _GET_ON if self.alarm.on else _GET_OFF
         if code == coap.PUT:
             cf = req.opt_uint(coap.CONTENT_FORMAT)
             if cf is not None and cf != coap.TEXT_PLAIN:

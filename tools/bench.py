@@ -175,7 +175,8 @@ def notification_latency(counts, rounds):
 
 def memory():
     env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
-    res = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "mp_memprobe.py"), "8"],
+    res = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "mp_memprobe.py"), "8",
+                          str(free_udp_port())],
                          capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     return json.loads(res.stdout.strip().splitlines()[-1])
 

@@ -40,6 +40,29 @@ def _get(mid, token, observe=-1):
     return bytes(out)
 
 
+def _recvfrom_cost(pkt, n=50):
+    # What the socket API itself allocates per datagram (result bytes, address, tuple): the floor.
+    import socket
+    if len(sys.argv) < 3:
+        return None
+    dest = socket.getaddrinfo("127.0.0.1", int(sys.argv[2]))[0][-1]  # a free port from bench.py
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(dest)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    total = 0
+    for _ in range(n):
+        tx.sendto(pkt, dest)
+        gc.collect()
+        gc.disable()
+        a = gc.mem_alloc()
+        rx.recvfrom(256)
+        total += gc.mem_alloc() - a
+        gc.enable()
+    rx.close()
+    tx.close()
+    return total / n
+
+
 def main():
     max_obs = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     from firmware import config
@@ -92,7 +115,8 @@ def main():
     per_notify = (gc.mem_alloc() - a) / max_obs
     gc.enable()
     gc.collect()
-    print(json.dumps({"heap_after_boot": booted, "alloc_per_get": per_get,
+    per_recv = _recvfrom_cost(pkts[0])
+    print(json.dumps({"alloc_per_recvfrom": per_recv, "heap_after_boot": booted, "alloc_per_get": per_get,
                       "heap_per_observer": per_obs, "alloc_per_notification": per_notify,
                       "observers": len(srv.observers), "sent": sock.n}))
 
