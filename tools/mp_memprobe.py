@@ -63,11 +63,19 @@ def _recvfrom_cost(pkt, n=50):
     return total / n
 
 
-def main():
-    max_obs = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+def _defaults():
+    # The defaults, with the config module freed again as the firmware does after boot.
+    import firmware
     from firmware import config
     cfg = dict(config.DEFAULTS)
     del sys.modules["firmware.config"]
+    del firmware.config
+    return cfg
+
+
+def main():
+    max_obs = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    cfg = _defaults()
     cfg["max_observers"] = max_obs
     cfg["log_level"] = "error"
     from firmware import log
