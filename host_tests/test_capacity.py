@@ -53,3 +53,21 @@ def test_request_filling_the_receive_buffer_gets_4_13():
     assert (msg.mtype, msg.code, msg.mid, msg.token) == (coap.ACK, coap.REQUEST_ENTITY_TOO_LARGE, 9, b"\x33")
     assert msg.opt_uint(coap.SIZE1) == 64
     assert not alarm.on
+
+
+def test_dedup_cache_never_returns_a_wrong_reply():
+    # The reply arena wraps and overwrites: an entry may lose its reply, never get another's.
+    import random
+    from firmware.messages import DedupCache
+    rnd = random.Random(3)
+    cache = DedupCache(8, arena=64)
+    stored = {}
+    for k in range(2000):
+        reply = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 30)))
+        i = cache.add(("10.0.4.1", k), k & 0xFFFF, 0, reply)
+        stored[i] = reply
+        for j, want in stored.items():
+            got = cache.reply(j)
+            assert got is None or bytes(got) == want
+        assert len(cache) <= cache.capacity
+    assert cache.reply(cache.add(("10.0.4.1", 1), 1, 0, b"x" * 20)) is not None  # big ones kept as bytes
