@@ -54,15 +54,19 @@ class App:
         server = self.server
         sock = self.sock
         size = server.rx_size  # what the server accepts, not a full 1152-byte datagram
+        more = compat.pending(sock)
         while True:
             await compat.readable(sock)
-            # Drain a bounded batch, then let other tasks run.
+            # Drain a bounded batch, then let other tasks run. Asking first, instead of reading
+            # until EAGAIN, saves an OSError and a receive buffer (~350 B) per batch.
             for _ in range(16):
                 try:
                     data, addr = sock.recvfrom(size)
                 except OSError:
                     break
                 server.datagram(data, addr)
+                if not more():
+                    break
             if server.pending:
                 server.service()
 

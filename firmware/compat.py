@@ -25,6 +25,18 @@ if MICROPYTHON:
 
     readable = _Readable
 
+    def pending(sock):
+        """A function telling, without blocking or allocating, whether sock has data to read."""
+        import select
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+
+        def more():
+            for _ in p.ipoll(0):  # ipoll: no result list
+                return True
+            return False
+        return more
+
     try:
         import machine as _machine
     except ImportError:
@@ -42,7 +54,7 @@ if MICROPYTHON:
                 self.clear()
 else:
     from firmware.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
-                                         ThreadSafeFlag, sleep_ms, readable)
+                                         ThreadSafeFlag, sleep_ms, readable, pending)
     machine = None
 
 

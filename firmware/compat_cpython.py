@@ -53,3 +53,11 @@ async def readable(sock):
         await fut
     finally:
         loop.remove_reader(fd)
+
+
+def pending(sock):
+    import select
+
+    def more():
+        return bool(select.select([sock], [], [], 0)[0])
+    return more
