@@ -39,5 +39,9 @@ deploy: $(BIN)/.ready
 	  $(if $(PASSWORD),--password "$$PASSWORD") $(if $(CONFIG),--config "$$CONFIG") \
 	  $(if $(MPY),--mpy) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
+## Benchmarks: throughput vs aiocoap and libcoap, notification latency, heap, flash (< 3 min).
+bench: $(BIN)/.ready
+	$(BIN)/python tools/bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build

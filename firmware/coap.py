@@ -1,48 +1,68 @@
 # CoAP message codec (RFC 7252 section 3). Pure: bytes in, Message out, and back; no I/O.
+# Numbers are const(): folded into the bytecode here; public ones stay importable by name.
+# The board needs only Reader and Writer; Message, parse() and encode() (tests, tools) live in
+# coapmsg.py and load on first use through __getattr__ below, so they cost a board no RAM.
+from firmware.compat import const
 
-CON, NON, ACK, RST = 0, 1, 2, 3
-TYPE_NAMES = ("CON", "NON", "ACK", "RST")
+CON = const(0)
+NON = const(1)
+ACK = const(2)
+RST = const(3)
+
 
 # Codes are the raw code byte: class << 5 | detail.
-EMPTY = 0x00
-GET, POST, PUT, DELETE, FETCH = 0x01, 0x02, 0x03, 0x04, 0x05
-CREATED, DELETED, VALID, CHANGED, CONTENT, CONTINUE = 0x41, 0x42, 0x43, 0x44, 0x45, 0x5F
-BAD_REQUEST, BAD_OPTION, NOT_FOUND, METHOD_NOT_ALLOWED = 0x80, 0x82, 0x84, 0x85
-NOT_ACCEPTABLE, REQUEST_ENTITY_INCOMPLETE, PRECONDITION_FAILED = 0x86, 0x88, 0x8C
-REQUEST_ENTITY_TOO_LARGE, UNSUPPORTED_CONTENT_FORMAT = 0x8D, 0x8F
-INTERNAL_SERVER_ERROR, NOT_IMPLEMENTED, PROXYING_NOT_SUPPORTED = 0xA0, 0xA1, 0xA5
+EMPTY = const(0x00)
+GET = const(0x01)
+POST = const(0x02)
+PUT = const(0x03)
+DELETE = const(0x04)
+FETCH = const(0x05)
+CREATED = const(0x41)
+DELETED = const(0x42)
+VALID = const(0x43)
+CHANGED = const(0x44)
+CONTENT = const(0x45)
+CONTINUE = const(0x5F)
+BAD_REQUEST = const(0x80)
+BAD_OPTION = const(0x82)
+NOT_FOUND = const(0x84)
+METHOD_NOT_ALLOWED = const(0x85)
+NOT_ACCEPTABLE = const(0x86)
+REQUEST_ENTITY_INCOMPLETE = const(0x88)
+PRECONDITION_FAILED = const(0x8C)
+REQUEST_ENTITY_TOO_LARGE = const(0x8D)
+UNSUPPORTED_CONTENT_FORMAT = const(0x8F)
+INTERNAL_SERVER_ERROR = const(0xA0)
+NOT_IMPLEMENTED = const(0xA1)
+PROXYING_NOT_SUPPORTED = const(0xA5)
 
 # Option numbers (RFC 7252 5.10, RFC 7641, RFC 7959).
-IF_MATCH = 1
-URI_HOST = 3
-ETAG = 4
-IF_NONE_MATCH = 5
-OBSERVE = 6
-URI_PORT = 7
-LOCATION_PATH = 8
-URI_PATH = 11
-CONTENT_FORMAT = 12
-MAX_AGE = 14
-URI_QUERY = 15
-ACCEPT = 17
-LOCATION_QUERY = 20
-BLOCK2 = 23
-BLOCK1 = 27
-SIZE2 = 28
-PROXY_URI = 35
-PROXY_SCHEME = 39
-SIZE1 = 60
-NO_RESPONSE = 258
+IF_MATCH = const(1)
+URI_HOST = const(3)
+ETAG = const(4)
+IF_NONE_MATCH = const(5)
+OBSERVE = const(6)
+URI_PORT = const(7)
+LOCATION_PATH = const(8)
+URI_PATH = const(11)
+CONTENT_FORMAT = const(12)
+MAX_AGE = const(14)
+URI_QUERY = const(15)
+ACCEPT = const(17)
+LOCATION_QUERY = const(20)
+BLOCK2 = const(23)
+BLOCK1 = const(27)
+SIZE2 = const(28)
+PROXY_URI = const(35)
+PROXY_SCHEME = const(39)
+SIZE1 = const(60)
+NO_RESPONSE = const(258)
 
 # Content-Format numbers.
-TEXT_PLAIN = 0
-LINK_FORMAT = 40
-JSON = 50
-CBOR = 60
-
-
-def code_str(code):
-    return "%d.%02d" % (code >> 5, code & 31)
+TEXT_PLAIN = const(0)
+LINK_FORMAT = const(40)
+JSON = const(50)
+CBOR = const(60)
 
 
 class CoapError(ValueError):
@@ -53,53 +73,10 @@ class CoapError(ValueError):
     """
 
     def __init__(self, reason, mtype=None, mid=None):
-        super().__init__(reason)
+        super().__init__(reason)  # MicroPython's ValueError has no __init__ attribute to call
         self.reason = reason
         self.mtype = mtype
         self.mid = mid
-
-
-class Message:
-    """A decoded message. options: list of (number, bytes) in ascending number order."""
-
-    def __init__(self, mtype=CON, code=EMPTY, mid=0, token=b"", options=None, payload=b""):
-        self.mtype = mtype
-        self.code = code
-        self.mid = mid
-        self.token = token
-        self.options = [] if options is None else options
-        self.payload = payload
-
-    def opt(self, number, default=None):
-        for num, val in self.options:
-            if num == number:
-                return val
-        return default
-
-    def opt_uint(self, number, default=None):
-        for num, val in self.options:
-            if num == number:
-                return uint_decode(val)
-        return default
-
-    def add(self, number, value):
-        # Keep options ordered by number; equal numbers keep insertion order.
-        opts = self.options
-        i = len(opts)
-        while i > 0 and opts[i - 1][0] > number:
-            i -= 1
-        opts.insert(i, (number, value))
-        return self
-
-    def __eq__(self, other):
-        return (isinstance(other, Message) and self.mtype == other.mtype and self.code == other.code
-                and self.mid == other.mid and self.token == other.token
-                and self.options == other.options and self.payload == other.payload)
-
-    def __repr__(self):
-        return "<%s %s mid=%d tok=%s opts=%r payload=%r>" % (
-            TYPE_NAMES[self.mtype], code_str(self.code), self.mid, self.token.hex() if self.token else "-",
-            self.options, self.payload)
 
 
 def uint_decode(value):
@@ -109,81 +86,169 @@ def uint_decode(value):
     return n
 
 
-def uint_encode(n):
-    # Minimal big-endian bytes: 0 encodes as the empty string.
-    out = b""
-    while n:
-        out = bytes((n & 0xFF,)) + out
-        n >>= 8
-    return out
+class Reader:
+    """Decodes a datagram in place, into fixed arrays of option offsets: no per-packet lists.
 
+    The server keeps one and load()s every request into it; values are sliced out only on
+    demand. Reads like a Message (mtype, code, mid, token, payload, opt, opt_uint, options).
+    A message with more than `max_options` options is refused with CoapError.
+    """
 
-def parse(data):
-    """Decode one datagram into a Message, or raise CoapError."""
-    n = len(data)
-    if n < 4:
-        raise CoapError("shorter than a header")
-    b0 = data[0]
-    if b0 >> 6 != 1:
-        raise CoapError("unknown version")  # silently ignored (RFC 7252 3)
-    mtype = (b0 >> 4) & 3
-    tkl = b0 & 15
-    code = data[1]
-    mid = (data[2] << 8) | data[3]
-    if tkl > 8:
-        raise CoapError("token length over 8", mtype, mid)
-    if code == EMPTY and n > 4:
-        raise CoapError("empty message with content", mtype, mid)
-    pos = 4 + tkl
-    if pos > n:
-        raise CoapError("truncated token", mtype, mid)
-    token = bytes(data[4:pos])
-    options = []
-    num = 0
-    payload = b""
-    while pos < n:
-        b = data[pos]
-        pos += 1
-        if b == 0xFF:
-            if pos == n:
-                raise CoapError("payload marker with no payload", mtype, mid)
-            payload = bytes(data[pos:])
-            break
-        delta = b >> 4
-        length = b & 15
-        if delta == 13:
-            if pos >= n:
-                raise CoapError("truncated option", mtype, mid)
-            delta = data[pos] + 13
+    def __init__(self, max_options=32):
+        from array import array
+        self.max = max_options
+        self.nums = array("H", bytes(2 * max_options))
+        self.starts = array("H", bytes(2 * max_options))
+        self.ends = array("H", bytes(2 * max_options))
+        self.count = 0
+        self.data = b""
+        self.tkl = 0
+        self.pstart = 0
+        self.body = None
+
+    def load(self, data):
+        n = len(data)
+        if n < 4:
+            raise CoapError("shorter than a header")
+        b0 = data[0]
+        if b0 >> 6 != 1:
+            raise CoapError("unknown version")  # silently ignored (RFC 7252 3)
+        mtype = (b0 >> 4) & 3
+        tkl = b0 & 15
+        code = data[1]
+        mid = (data[2] << 8) | data[3]
+        if tkl > 8:
+            raise CoapError("token length over 8", mtype, mid)
+        if code == EMPTY and n > 4:
+            raise CoapError("empty message with content", mtype, mid)
+        pos = 4 + tkl
+        if pos > n:
+            raise CoapError("truncated token", mtype, mid)
+        nums = self.nums
+        starts = self.starts
+        ends = self.ends
+        k = 0
+        num = 0
+        pstart = n
+        while pos < n:
+            b = data[pos]
             pos += 1
-        elif delta == 14:
-            if pos + 1 >= n:
-                raise CoapError("truncated option", mtype, mid)
-            delta = ((data[pos] << 8) | data[pos + 1]) + 269
-            pos += 2
-        elif delta == 15:
-            raise CoapError("reserved option delta 15", mtype, mid)
-        if length == 13:
-            if pos >= n:
-                raise CoapError("truncated option", mtype, mid)
-            length = data[pos] + 13
-            pos += 1
-        elif length == 14:
-            if pos + 1 >= n:
-                raise CoapError("truncated option", mtype, mid)
-            length = ((data[pos] << 8) | data[pos + 1]) + 269
-            pos += 2
-        elif length == 15:
-            raise CoapError("reserved option length 15", mtype, mid)
-        num += delta
-        if num > 0xFFFF:
-            raise CoapError("option number too large", mtype, mid)
-        end = pos + length
-        if end > n:
-            raise CoapError("truncated option value", mtype, mid)
-        options.append((num, bytes(data[pos:end])))
-        pos = end
-    return Message(mtype, code, mid, token, options, payload)
+            if b == 0xFF:
+                if pos == n:
+                    raise CoapError("payload marker with no payload", mtype, mid)
+                pstart = pos
+                break
+            delta = b >> 4
+            length = b & 15
+            if delta == 13:
+                if pos >= n:
+                    raise CoapError("truncated option", mtype, mid)
+                delta = data[pos] + 13
+                pos += 1
+            elif delta == 14:
+                if pos + 1 >= n:
+                    raise CoapError("truncated option", mtype, mid)
+                delta = ((data[pos] << 8) | data[pos + 1]) + 269
+                pos += 2
+            elif delta == 15:
+                raise CoapError("reserved option delta 15", mtype, mid)
+            if length == 13:
+                if pos >= n:
+                    raise CoapError("truncated option", mtype, mid)
+                length = data[pos] + 13
+                pos += 1
+            elif length == 14:
+                if pos + 1 >= n:
+                    raise CoapError("truncated option", mtype, mid)
+                length = ((data[pos] << 8) | data[pos + 1]) + 269
+                pos += 2
+            elif length == 15:
+                raise CoapError("reserved option length 15", mtype, mid)
+            num += delta
+            if num > 0xFFFF:
+                raise CoapError("option number too large", mtype, mid)
+            end = pos + length
+            if end > n:
+                raise CoapError("truncated option value", mtype, mid)
+            if k == self.max:
+                raise CoapError("too many options", mtype, mid)
+            nums[k] = num
+            starts[k] = pos
+            ends[k] = end
+            k += 1
+            pos = end
+        self.data = data
+        self.mtype = mtype
+        self.code = code
+        self.mid = mid
+        self.tkl = tkl
+        self.count = k
+        self.pstart = pstart
+        self.body = None
+        return self
+
+    @property
+    def token(self):
+        return bytes(self.data[4:4 + self.tkl]) if self.tkl else b""
+
+    @property
+    def payload(self):
+        if self.body is not None:
+            return self.body
+        return bytes(self.data[self.pstart:]) if self.pstart < len(self.data) else b""
+
+    @payload.setter
+    def payload(self, body):
+        # A body reassembled from Block1 blocks stands in for this datagram's own payload.
+        self.body = body
+
+    def opts(self, number):
+        """Every value of a repeatable option (Uri-Query, Location-Path), as a list of bytes."""
+        d = self.data
+        return [bytes(d[self.starts[k]:self.ends[k]]) for k in range(self.count) if self.nums[k] == number]
+
+    def find(self, number):
+        """Index of the first option with this number, or -1."""
+        nums = self.nums
+        for k in range(self.count):
+            if nums[k] == number:
+                return k
+        return -1
+
+    def opt(self, number, default=None):
+        k = self.find(number)
+        return default if k < 0 else bytes(self.data[self.starts[k]:self.ends[k]])
+
+    def opt_uint(self, number, default=None):
+        k = self.find(number)
+        if k < 0:
+            return default
+        d = self.data
+        v = 0
+        for i in range(self.starts[k], self.ends[k]):
+            v = (v << 8) | d[i]
+        return v
+
+    def path_is(self, path):
+        """True if the Uri-Path options, joined by "/", equal `path` (compared in place)."""
+        d = self.data
+        nums = self.nums
+        j = 0
+        n = len(path)
+        first = True
+        for k in range(self.count):
+            if nums[k] != URI_PATH:
+                continue
+            if not first:
+                if j >= n or path[j] != 0x2F:
+                    return False
+                j += 1
+            first = False
+            for i in range(self.starts[k], self.ends[k]):
+                if j >= n or path[j] != d[i]:
+                    return False
+                j += 1
+        return j == n
 
 
 class Writer:
@@ -196,6 +261,8 @@ class Writer:
     def __init__(self, size=1280):
         self.buf = bytearray(size)
         self.mv = memoryview(self.buf)
+        self.vn = -1
+        self.v = None
         self.n = 0
         self.last = 0
 
@@ -207,6 +274,21 @@ class Writer:
         buf[2] = (mid >> 8) & 0xFF
         buf[3] = mid & 0xFF
         buf[4:4 + tkl] = token
+        self.n = 4 + tkl
+        self.last = 0
+        return self
+
+    def reply_header(self, mtype, code, mid, req):
+        """header() with the token of a Reader request, copied without slicing it out."""
+        buf = self.buf
+        tkl = req.tkl
+        d = req.data
+        buf[0] = 0x40 | (mtype << 4) | tkl
+        buf[1] = code
+        buf[2] = (mid >> 8) & 0xFF
+        buf[3] = mid & 0xFF
+        for i in range(4, 4 + tkl):
+            buf[i] = d[i]
         self.n = 4 + tkl
         self.last = 0
         return self
@@ -277,25 +359,11 @@ class Writer:
         return self
 
     def view(self):
-        return self.mv[:self.n]
-
-
-def encode(msg):
-    """Encode a Message to bytes (options are sorted by number, stably)."""
-    opts = msg.options
-    for i in range(1, len(opts)):
-        if opts[i][0] < opts[i - 1][0]:
-            opts = sorted(opts, key=lambda o: o[0])
-            break
-    size = 4 + len(msg.token) + 1 + len(msg.payload)
-    for num, val in opts:
-        size += 5 + len(val)
-    w = Writer(size)
-    w.header(msg.mtype, msg.code, msg.mid, msg.token)
-    for num, val in opts:
-        w.option(num, val)
-    w.payload(msg.payload)
-    return bytes(w.view())
+        # Replies to the same request have the same length: reuse the last view then (no alloc).
+        if self.n != self.vn:
+            self.vn = self.n
+            self.v = self.mv[:self.n]
+        return self.v
 
 
 def block_decode(value):
@@ -306,3 +374,12 @@ def block_decode(value):
 
 def block_encode(num, more, szx):
     return (num << 4) | (8 if more else 0) | szx
+
+
+def __getattr__(name):
+    # Module __getattr__ (PEP 562; MicroPython has it too): the host-side half on demand.
+    from firmware import coapmsg
+    try:
+        return getattr(coapmsg, name)
+    except AttributeError:
+        raise AttributeError("module 'coap' has no attribute '%s'" % name)

@@ -1,4 +1,5 @@
 # What differs between CPython (host tests) and MicroPython (unix port and boards), in one place.
+# The CPython half lives in compat_cpython.py so a board never loads its bytecode (RAM).
 import sys
 import time
 
@@ -7,11 +8,11 @@ MICROPYTHON = sys.implementation.name == "micropython"
 if MICROPYTHON:
     import asyncio
     from asyncio import core as _core
+    from micropython import const
 
     ticks_ms = time.ticks_ms
     ticks_add = time.ticks_add
     ticks_diff = time.ticks_diff
-    ThreadSafeFlag = asyncio.ThreadSafeFlag
     sleep_ms = asyncio.sleep_ms
 
     class _Readable:
@@ -22,8 +23,19 @@ if MICROPYTHON:
         def __iter__(self):
             yield _core._io_queue.queue_read(self.sock)
 
-    def readable(sock):
-        return _Readable(sock)
+    readable = _Readable
+
+    def pending(sock):
+        """A function telling, without blocking or allocating, whether sock has data to read."""
+        import select
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+
+        def more():
+            for _ in p.ipoll(0):  # ipoll: no result list
+                return True
+            return False
+        return more
 
     try:
         import machine as _machine
@@ -31,49 +43,18 @@ if MICROPYTHON:
         _machine = None
     # The unix port has a `machine` module but no Pin: that means "simulate the pins".
     machine = _machine if (_machine is not None and hasattr(_machine, "Pin")) else None
+    if machine is not None:
+        ThreadSafeFlag = asyncio.ThreadSafeFlag  # set() from a real pin interrupt
+    else:
+        # Simulated pins "interrupt" from the loop itself, so an Event is enough. The unix port
+        # polls a ThreadSafeFlag in 1 ms steps, which would add up to 1 ms to every request.
+        class ThreadSafeFlag(asyncio.Event):
+            async def wait(self):
+                await asyncio.Event.wait(self)
+                self.clear()
 else:
-    import asyncio
-
-    _T0 = time.monotonic_ns()
-
-    def ticks_ms():
-        return ((time.monotonic_ns() - _T0) // 1000000) & 0x3FFFFFFF
-
-    def ticks_add(t, delta):
-        return (t + delta) & 0x3FFFFFFF
-
-    def ticks_diff(a, b):
-        d = (a - b) & 0x3FFFFFFF
-        return d - 0x40000000 if d & 0x20000000 else d
-
-    class ThreadSafeFlag:
-        # Same surface as MicroPython's: set() from "interrupt" context, await wait() in the loop.
-        def __init__(self):
-            self._ev = asyncio.Event()
-
-        def set(self):
-            self._ev.set()
-
-        def clear(self):
-            self._ev.clear()
-
-        async def wait(self):
-            await self._ev.wait()
-            self._ev.clear()
-
-    async def sleep_ms(ms):
-        await asyncio.sleep(ms / 1000)
-
-    async def readable(sock):
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        fd = sock.fileno()
-        loop.add_reader(fd, fut.set_result, None)
-        try:
-            await fut
-        finally:
-            loop.remove_reader(fd)
-
+    from firmware.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
+                                         ThreadSafeFlag, sleep_ms, readable, pending)
     machine = None
 
 
@@ -84,6 +65,26 @@ def getenv(name, default=None):
     except (ImportError, AttributeError):
         return default
     return default if v is None else v
+
+
+def heap():
+    """(bytes in use, bytes free) after a collection; (-1, -1) on CPython, which has no such figures."""
+    import gc
+    gc.collect()
+    try:
+        return gc.mem_alloc(), gc.mem_free()
+    except AttributeError:
+        return -1, -1
+
+
+def gc_early():
+    """Collect once a quarter of the free heap is used, not only when it is full: garbage freed
+    early leaves larger holes, so a small heap fragments less; a big one rarely collects.
+    No-op on CPython."""
+    import gc
+    gc.collect()
+    if hasattr(gc, "threshold"):
+        gc.threshold(gc.mem_free() // 4)
 
 
 def sockaddr(host, port):

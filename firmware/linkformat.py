@@ -32,9 +32,7 @@ def _attr(link, name):
 
 def matches(link, req):
     """True when the link passes every Uri-Query filter of the request."""
-    for num, q in req.options:
-        if num != coap.URI_QUERY:
-            continue
+    for q in req.opts(coap.URI_QUERY):
         eq = q.find(b"=")
         name = q if eq < 0 else q[:eq]
         want = None if eq < 0 else q[eq + 1:]

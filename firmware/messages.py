@@ -1,12 +1,12 @@
 # Message layer (RFC 7252 4): message IDs, duplicate detection, CON retransmission.
 # Fixed-size tables only: memory is set at start-up and never grows.
-from firmware.compat import ticks_add, ticks_diff
+from firmware.compat import const, ticks_add, ticks_diff
 
-# Transmission parameters, RFC 7252 4.8.
-ACK_TIMEOUT_MS = 2000
-ACK_RANDOM_MS = 1000          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
-MAX_RETRANSMIT = 4
-EXCHANGE_LIFETIME_MS = 247000
+# Transmission parameters, RFC 7252 4.8 (private consts: folded in, no RAM).
+_ACK_TIMEOUT_MS = const(2000)
+_ACK_RANDOM_MS = const(1000)          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
+_MAX_RETRANSMIT = const(4)
+_EXCHANGE_LIFETIME_MS = const(247000)
 
 
 class MessageIds:
@@ -24,15 +24,23 @@ class DedupCache:
     """Recently received requests (endpoint, MID) and the reply sent to each.
 
     A ring: when full, the oldest entry is dropped. A linear scan of a few
-    slots allocates nothing, unlike a dict keyed by tuples.
+    slots allocates nothing, unlike a dict keyed by tuples. Small replies are
+    copied into one preallocated arena (a ring too), so caching a reply
+    allocates nothing; a reply the arena cannot hold is kept as its own bytes.
     """
 
-    def __init__(self, capacity):
+    def __init__(self, capacity, arena=None):
+        from array import array
         self.capacity = capacity
         self.addrs = [None] * capacity
         self.mids = [0] * capacity
         self.times = [0] * capacity
-        self.replies = [None] * capacity
+        self.replies = [None] * capacity  # None, True (in the arena) or bytes
+        self.offs = array("H", bytes(2 * capacity))
+        self.lens = array("H", bytes(2 * capacity))
+        self.arena = bytearray(arena if arena is not None else 24 * capacity)  # a GET's ACK: ~12 B
+        self.amv = memoryview(self.arena)
+        self.apos = 0
         self.head = 0
 
     def find(self, addr, mid, now):
@@ -40,12 +48,20 @@ class DedupCache:
         addrs = self.addrs
         for i in range(self.capacity):
             if mids[i] == mid and addrs[i] == addr:
-                if ticks_diff(now, self.times[i]) < EXCHANGE_LIFETIME_MS:
+                if ticks_diff(now, self.times[i]) < _EXCHANGE_LIFETIME_MS:
                     return i
                 addrs[i] = None  # expired
                 self.replies[i] = None
                 return -1
         return -1
+
+    def reply(self, i):
+        """The reply cached for entry i (bytes or a view of the arena), or None."""
+        r = self.replies[i]
+        if r is True:
+            o = self.offs[i]
+            return self.amv[o:o + self.lens[i]]
+        return r
 
     def add(self, addr, mid, now, reply):
         i = self.head
@@ -53,7 +69,25 @@ class DedupCache:
         self.addrs[i] = addr
         self.mids[i] = mid
         self.times[i] = now
-        self.replies[i] = reply
+        self.replies[i] = None
+        if reply is not None:
+            n = len(reply)
+            size = len(self.arena)
+            if n * 4 > size:
+                self.replies[i] = bytes(reply)
+            else:
+                o = self.apos
+                if o + n > size:
+                    o = 0
+                # Whatever the new bytes overwrite is no longer cached.
+                for j in range(self.capacity):
+                    if self.replies[j] is True and self.offs[j] < o + n and o < self.offs[j] + self.lens[j]:
+                        self.replies[j] = None
+                self.arena[o:o + n] = reply
+                self.offs[i] = o
+                self.lens[i] = n
+                self.replies[i] = True
+                self.apos = o + n
         return i
 
     def __len__(self):
@@ -68,7 +102,7 @@ class Outbox:
     """Confirmable messages this endpoint sent and awaits an ACK for.
 
     Each entry carries a tag saying whom it belongs to (an observer slot, say).
-    Retransmissions back off exponentially; after MAX_RETRANSMIT the owner is told.
+    Retransmissions back off exponentially; after _MAX_RETRANSMIT the owner is told.
     """
 
     def __init__(self, capacity, rand):
@@ -85,7 +119,7 @@ class Outbox:
     def add(self, addr, mid, data, tag, now):
         for i in range(self.capacity):
             if self.addrs[i] is None:
-                timeout = ACK_TIMEOUT_MS + self.rand(10) % (ACK_RANDOM_MS + 1)
+                timeout = _ACK_TIMEOUT_MS + self.rand(10) % (_ACK_RANDOM_MS + 1)
                 self.addrs[i] = addr
                 self.mids[i] = mid
                 self.data[i] = data
@@ -126,7 +160,7 @@ class Outbox:
 
     def backoff(self, i, now):
         """Count a retransmission of entry i. False when the retries are used up."""
-        if self.retries[i] >= MAX_RETRANSMIT:
+        if self.retries[i] >= _MAX_RETRANSMIT:
             return False
         self.retries[i] += 1
         self.timeouts[i] *= 2

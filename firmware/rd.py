@@ -101,7 +101,7 @@ class RdClient:
             self.due = now
             return
         if self.location is None and code == coap.CREATED:
-            loc = [v for n, v in msg.options if n == coap.LOCATION_PATH]
+            loc = msg.opts(coap.LOCATION_PATH)
             if loc:
                 self.location = loc
                 log.info("rd: registered as /%s", b"/".join(loc).decode())

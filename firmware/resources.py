@@ -6,6 +6,9 @@ from firmware.health import Uptime
 _ON = b"ON"
 _OFF = b"OFF"
 _FORMATS = (coap.TEXT_PLAIN, coap.JSON, coap.CBOR)
+# A plain GET's answer, built once: returning a fresh tuple per request would allocate.
+_GET_ON = (coap.CONTENT, coap.TEXT_PLAIN, _ON)
+_GET_OFF = (coap.CONTENT, coap.TEXT_PLAIN, _OFF)
 
 
 def accept_format(req, offered, default):
@@ -74,6 +77,8 @@ class AlarmResource:
             fmt = accept_format(req, _FORMATS, coap.TEXT_PLAIN)
             if fmt is None:
                 return coap.NOT_ACCEPTABLE, -1, b"text/plain (0), json (50) or cbor (60)"
+            if fmt == coap.TEXT_PLAIN:
+                return _GET_ON if self.alarm.on else _GET_OFF
             return coap.CONTENT, fmt, self.render(fmt)
         if code == coap.PUT:
             cf = req.opt_uint(coap.CONTENT_FORMAT, coap.TEXT_PLAIN)

@@ -3,7 +3,7 @@
 # so tests can drive it with a fake socket and a fake clock.
 from firmware import coap, log
 from firmware.coap import CON, NON, ACK, RST
-from firmware.compat import ticks_add, ticks_diff, addr_str
+from firmware.compat import const, ticks_add, ticks_diff, addr_str
 from firmware.messages import MessageIds, DedupCache, Outbox
 from firmware.observers import ObserverTable
 
@@ -11,9 +11,13 @@ from firmware.observers import ObserverTable
 _KNOWN_CRITICAL = (coap.IF_MATCH, coap.URI_HOST, coap.IF_NONE_MATCH, coap.URI_PORT, coap.URI_PATH,
                    coap.URI_QUERY, coap.ACCEPT, coap.BLOCK2, coap.BLOCK1, coap.PROXY_URI,
                    coap.PROXY_SCHEME)
-_MAX_SZX = 6            # 1024-byte blocks at most
-_SERVICE_LIMIT_MS = 1000
-_MAX_LATER = 4          # multicast responses waiting out their leisure; more are not answered
+_MAX_SZX = const(6)          # 1024-byte blocks at most
+_SERVICE_LIMIT_MS = const(1000)
+# Room for header, token and options on top of the largest accepted body. The receive buffer
+# is that big and no bigger: a 1152-byte buffer per datagram fragments a small heap (RFC 7252
+# 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
+_RX_HEADROOM = const(192)
+_MAX_LATER = const(4)     # multicast responses waiting out their leisure; more are not answered
 
 
 class Server:
@@ -24,13 +28,16 @@ class Server:
         for r in resources:
             self.routes[r.path] = r
         self.max_payload = cfg["max_payload"]
+        self.rx_size = min(cfg["max_datagram"], cfg["max_payload"] + _RX_HEADROOM)
         self.con_every = cfg["notify_con_every"]
         self.keepalive_ms = cfg["keepalive_s"] * 1000
         # A notification is sent at least every keepalive_s, so observers' copies stay fresh.
         self.max_age = cfg["keepalive_s"] + 30
-        self.writer = coap.Writer(cfg["max_datagram"] + 64)
+        # Our largest reply: a Block2 block, or a whole datagram, plus header, token and options.
+        self.writer = coap.Writer(min(cfg["max_datagram"], 16 << _MAX_SZX) + 64)
         self.ids = MessageIds(rand(16))
         self.dedup = DedupCache(cfg["dedup_entries"])
+        self.reader = coap.Reader()  # every request is decoded into this one: no per-packet lists
         self.observers = ObserverTable(cfg["max_observers"])
         self.outbox = Outbox(cfg["max_observers"] + 1, rand)
         self.seq = rand(16)
@@ -73,8 +80,10 @@ class Server:
 
     def _datagram(self, data, addr):
         now = self.clock()
+        if len(data) >= self.rx_size and self._too_large(data, addr):
+            return
         try:
-            msg = coap.parse(data)
+            msg = self.reader.load(data)
         except coap.CoapError as e:
             self.malformed += 1
             log.debug("malformed datagram from %s: %s", addr_str(addr), e.reason)
@@ -112,7 +121,7 @@ class Server:
         i = self.dedup.find(addr, msg.mid, now)
         if i >= 0:
             self.duplicates += 1
-            reply = self.dedup.replies[i]
+            reply = self.dedup.reply(i)
             if reply is not None:
                 self.send(reply, addr)
             return
@@ -122,14 +131,29 @@ class Server:
             return
         self.send(out, addr)
         # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
-        self.dedup.add(addr, msg.mid, now, bytes(out) if mtype == CON else None)
+        self.dedup.add(addr, msg.mid, now, out if mtype == CON else None)
+
+    def _too_large(self, data, addr):
+        # The datagram filled the receive buffer, so it may have been cut: answer a request
+        # 4.13 from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one.
+        tkl = data[0] & 15
+        mtype = (data[0] >> 4) & 3
+        if data[0] >> 6 != 1 or tkl > 8 or not 1 <= data[1] < 32 or mtype > NON:
+            return False  # not a request: the codec decides what it is
+        w = self.writer
+        mid = (data[2] << 8) | data[3]
+        w.header(ACK if mtype == CON else NON, coap.REQUEST_ENTITY_TOO_LARGE,
+                 mid if mtype == CON else self.ids.next(), bytes(data[4:4 + tkl]))
+        w.option_uint(coap.SIZE1, self.max_payload)
+        self.send(w.view(), addr)
+        return True
 
     def _multicast(self, data, addr):
         # A request to the All-CoAP-Nodes group: NON only, answered after a random leisure
         # (RFC 7252 8.2) and only when we can serve it: never an error or an empty answer.
         now = self.clock()
         try:
-            msg = coap.parse(data)
+            msg = self.reader.load(data)
         except coap.CoapError:
             return
         # GET only: a group PUT would switch every alarm at once, which is not discovery's job.
@@ -144,11 +168,10 @@ class Server:
         self.pending = True
 
     def _request(self, req, addr, now, mcast=False):
-        path = None
-        for num, val in req.options:
-            if num == coap.URI_PATH:
-                path = val if path is None else path + b"/" + val
-            elif num & 1 and num not in _KNOWN_CRITICAL:
+        nums = req.nums
+        for k in range(req.count):  # an index scan: no option list is built
+            num = nums[k]
+            if num & 1 and num not in _KNOWN_CRITICAL:
                 if req.mtype == NON:
                     if not mcast:
                         self._reset(req.mid, addr)  # rejecting a NON (RFC 7252 5.4.1)
@@ -156,7 +179,11 @@ class Server:
                 return self._reply(req, coap.BAD_OPTION, -1, ("unknown critical option %d" % num).encode())
             elif num == coap.PROXY_URI or num == coap.PROXY_SCHEME:
                 return self._reply(req, coap.PROXYING_NOT_SUPPORTED, -1, b"no proxy here")
-        res = self.routes.get(path if path is not None else b"")
+        res = None
+        for path in self.routes:
+            if req.path_is(path):
+                res = self.routes[path]
+                break
         if res is None:
             return self._reply(req, coap.NOT_FOUND, -1, b"no such resource")
         block1 = -1
@@ -174,10 +201,10 @@ class Server:
             return self._reply(req, coap.REQUEST_ENTITY_TOO_LARGE, -1, b"payload too large",
                                size1=self.max_payload)
         # No ETags here: If-None-Match fails on an existing resource, If-Match only matches "exists".
-        if req.opt(coap.IF_NONE_MATCH) is not None:
+        if req.find(coap.IF_NONE_MATCH) >= 0:
             return self._reply(req, coap.PRECONDITION_FAILED, -1, b"resource exists")
-        for num, val in req.options:
-            if num == coap.IF_MATCH and val:
+        for k in range(req.count):
+            if nums[k] == coap.IF_MATCH and req.ends[k] > req.starts[k]:
                 return self._reply(req, coap.PRECONDITION_FAILED, -1, b"no ETag matches")
         try:
             code, fmt, payload = res.handle(req)
@@ -228,9 +255,9 @@ class Server:
                 payload = payload[start:start + size]
         w = self.writer
         if req.mtype == CON:
-            w.header(ACK, code, req.mid, req.token)
+            w.reply_header(ACK, code, req.mid, req)
         else:
-            w.header(NON, code, self.ids.next(), req.token)
+            w.reply_header(NON, code, self.ids.next(), req)
         if observe >= 0:
             w.option_uint(coap.OBSERVE, observe)
         if fmt >= 0:

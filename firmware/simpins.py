@@ -35,10 +35,10 @@ class SimPin:
                 self.handler(self)
 
 
-HELP = "commands: press, release (drive the input pin), on, off (set the alarm), state, help"
+HELP = "commands: press, release (drive the input pin), on, off (set the alarm), state, stats, help"
 
 
-def command(line, alarm, input_pin, active_low):
+def command(line, alarm, input_pin, active_low, stats=None):
     """One console command from the simulator's user. Returns the text to print."""
     word = line.strip().lower()
     if not word:
@@ -54,10 +54,12 @@ def command(line, alarm, input_pin, active_low):
         return "alarm " + word.upper()
     if word == "state":
         return "alarm " + ("ON" if alarm.on else "OFF")
+    if word == "stats" and stats is not None:
+        return stats()  # heap and table fill: what the host tests check after a storm
     return HELP
 
 
-async def console(alarm, input_pin, active_low, after):
+async def console(alarm, input_pin, active_low, after, stats=None):
     """Read commands from stdin until it closes. after() runs once per command."""
     from firmware.compat import readable
     while True:
@@ -65,7 +67,7 @@ async def console(alarm, input_pin, active_low, after):
         line = sys.stdin.readline()
         if not line:
             return  # stdin closed: keep serving, just without a console
-        out = command(line, alarm, input_pin, active_low)
+        out = command(line, alarm, input_pin, active_low, stats)
         if out:
             print("[sim] " + out)
         after()

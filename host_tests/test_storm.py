@@ -1,0 +1,122 @@
+# Hostile traffic against the real firmware under the MicroPython VM, at a board-sized heap
+# (precompiled .mpy, as deployed): a full observer table, a flood, and a storm of 100,000
+# malformed and random datagrams. Afterwards it still serves, its tables are within capacity,
+# its heap is back near where it started, and it never ran out of memory.
+import os
+import random
+import socket
+import time
+
+from firmware import coap
+from harness import request
+
+BOARD_HEAP = os.environ.get("COAP_ALARM_BOARD_HEAP", "64k")  # bench.py searches it
+STORM = 100000
+BURST = 250          # datagrams between two pacing pings: far below the socket buffer
+MAX_OBSERVERS = 8
+STORM_SECONDS = 120  # a bound, not a measurement: ~10 s is usual
+
+
+def _hostile(rnd):
+    """One datagram: random bytes, or a valid request with some bytes broken."""
+    if rnd.random() < 0.5:
+        return rnd.randbytes(rnd.randrange(0, 64))
+    raw = bytearray(request(rnd.choice((1, 2, 3, 4, 5)), rnd.choice(("alarm", ".well-known/core", "x/y")),
+                            mtype=rnd.randrange(4), mid=rnd.randrange(65536),
+                            token=rnd.randbytes(rnd.randrange(9)), payload=rnd.choice((b"", b"ON", b"OFF")),
+                            options=rnd.choice(((), ((coap.OBSERVE, 0),), ((9, b"x"),)))))
+    for _ in range(rnd.randrange(1, 4)):
+        i = rnd.randrange(len(raw))
+        if rnd.random() < 0.7:
+            raw[i] = rnd.randrange(256)
+        else:
+            del raw[i:]
+            break
+    return bytes(raw)
+
+
+def _ping(c, tries=5):
+    """A CON ping answered by RST: everything sent before it has been read by the firmware."""
+    for _ in range(tries):
+        mid = c.next_mid()
+        c.send(bytes((0x40, 0, mid >> 8, mid & 0xFF)))
+        try:
+            while True:
+                m = c.recv(2.0)
+                if m.mtype == coap.RST and m.mid == mid:
+                    return
+        except socket.timeout:
+            continue
+    raise AssertionError("firmware stopped answering pings")
+
+
+def _flood(c, n, window=16, seconds=60):
+    """n CON GETs from one client, `window` in flight; returns how many were answered."""
+    deadline = time.monotonic() + seconds
+    answered = 0
+    sent = 0
+    pending = set()
+    while (sent < n or pending) and time.monotonic() < deadline:
+        while sent < n and len(pending) < window:
+            mid = c.next_mid()
+            c.send(request(coap.GET, mid=mid, token=b"\x0f"))
+            pending.add(mid)
+            sent += 1
+        try:
+            m = c.recv(2.0)
+        except socket.timeout:
+            pending.clear()  # lost ones stay lost: a flood does not retransmit
+            continue
+        if m.mid in pending:
+            pending.discard(m.mid)
+            answered += 1
+    return answered
+
+
+def test_board_heap_survives_observers_flood_and_storm(firmware):
+    fw = firmware(heap=BOARD_HEAP, max_observers=MAX_OBSERVERS, log_level="warning")
+    try:
+        _run(fw)
+    except (AssertionError, OSError) as e:
+        raise AssertionError("%s\nfirmware output (tail):\n%s" % (e, "".join(fw.output[-15:]))) from e
+
+
+def _run(fw):
+    watchers = [fw.client() for _ in range(MAX_OBSERVERS)]
+    for k, w in enumerate(watchers):
+        r = w.request(coap.GET, token=bytes((k, 0x0B)), options=[(coap.OBSERVE, 0)])
+        assert r.opt(coap.OBSERVE) is not None, "observer %d got a plain response" % k
+    ctl = fw.client()
+    _ping(ctl)
+    before = fw.stats()
+    assert before["observers"] == (MAX_OBSERVERS, MAX_OBSERVERS)
+
+    assert _flood(fw.client(), 3000) > 2900
+
+    rnd = random.Random(4)
+    storm = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    storm.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # its replies are not read
+    storm.bind(("127.0.0.1", 0))
+    target = ("127.0.0.1", fw.port)
+    deadline = time.monotonic() + STORM_SECONDS
+    for _ in range(STORM // BURST):
+        for _ in range(BURST):
+            storm.sendto(_hostile(rnd), target)
+        _ping(ctl)
+        assert time.monotonic() < deadline, "storm too slow: %s" % "".join(fw.output[-5:])
+    storm.close()
+
+    r = ctl.request(coap.GET)
+    assert r.code == coap.CONTENT and r.payload in (b"ON", b"OFF")
+    after = fw.stats()
+    assert after["received"] >= STORM
+    assert after["malformed"] > STORM // 3  # most of the storm really was rejected as malformed
+    assert after["observers"][0] <= after["observers"][1] == MAX_OBSERVERS
+    assert after["dedup"][0] <= after["dedup"][1]
+    assert after["outbox"] <= MAX_OBSERVERS + 1
+    # Tables are preallocated; only what they hold (tokens, endpoint addresses) can differ.
+    assert abs(after["heap"] - before["heap"]) < 2048, (before, after)
+    assert fw.alive()
+    out = "".join(fw.output)
+    assert "MemoryError" not in out
+    assert " dropped: " not in out, out[-2000:]  # Server.datagram's last-resort catch never fired

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Benchmarks (`make bench`): figures printed as JSON and a table; nothing is asserted.
+
+Throughput and latency of closed-loop CON GETs (1 and 16 in flight) against the firmware under
+the MicroPython VM, an aiocoap server with the same /alarm, and libcoap's coap-server-notls,
+all driven by the same client in one run; notification latency at 1, 8 and the maximum number
+of observers; heap figures under the VM; flash size as .py and .mpy.
+"""
+import argparse
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "host_tests")]
+
+from firmware import coap  # noqa: E402
+from harness import FirmwareProcess, free_udp_port, request, tool, precompiled_firmware  # noqa: E402
+
+
+def closed_loop(port, path, inflight, seconds):
+    """Keep `inflight` CON GETs outstanding for `seconds`; returns (req/s, p50 ms, p99 ms).
+
+    One blocking recv per reply (no select, no EAGAIN round): the client should cost as little
+    as it can, since with one request in flight its own time is part of every figure.
+    """
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.connect(("127.0.0.1", port))
+    s.settimeout(0.5)
+    mid = 1
+    pending = {}
+    lat = []
+    clock = time.perf_counter
+    # Requests prebuilt: encoding is not what is measured.
+    reqs = [request(coap.GET, path, mid=m, token=m.to_bytes(2, "big")) for m in range(65536)]
+
+    def fire():
+        nonlocal mid
+        mid = (mid + 1) & 0xFFFF
+        s.send(reqs[mid])
+        pending[mid] = clock()
+
+    t0 = clock()
+    end = t0 + seconds
+    for _ in range(inflight):
+        fire()
+    while clock() < end:
+        try:
+            data = s.recv(2048)
+        except socket.timeout:
+            pending.clear()  # lost: refill the window
+            for _ in range(inflight):
+                fire()
+            continue
+        t = pending.pop((data[2] << 8) | data[3], None)
+        if t is not None:
+            lat.append(clock() - t)
+            fire()
+    elapsed = clock() - t0
+    s.close()
+    lat.sort()
+    if not lat:
+        return 0.0, None, None
+    return len(lat) / elapsed, lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
+
+
+def start_firmware(tmp, **cfg):
+    cfg.setdefault("log_level", "warning")
+    fw = FirmwareProcess(tmp, cfg, precompiled=True)
+    fw.start()
+    return fw
+
+
+def start_aiocoap(port):
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "aiocoap_alarm.py"), str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    p.stdout.readline()
+    return p
+
+
+def start_libcoap(port):
+    exe = shutil.which("coap-server-notls")
+    if not exe:
+        return None
+    # -d: PUT creates a resource; then GETs of /alarm are served from libcoap's own store.
+    p = subprocess.Popen([exe, "-A", "127.0.0.1", "-p", str(port), "-d", "4", "-v", "0"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    for i in range(20):
+        s.sendto(request(coap.PUT, "alarm", mid=900 + i, payload=b"OFF"), ("127.0.0.1", port))
+        try:
+            s.recv(2048)
+            break
+        except socket.timeout:
+            pass
+    s.close()
+    return p
+
+
+def throughput(seconds):
+    out = {}
+    tmp = tempfile.mkdtemp(prefix="coap-bench-")
+    servers = []
+    fw = start_firmware(tmp)
+    servers.append(("micropython", fw.port, fw.stop))
+    port = free_udp_port()
+    p = start_aiocoap(port)
+    servers.append(("aiocoap", port, p.terminate))
+    port = free_udp_port()
+    p = start_libcoap(port)
+    if p is not None:
+        servers.append(("libcoap", port, p.terminate))
+    try:
+        for name, port, _ in servers:
+            closed_loop(port, "alarm", 4, 0.3)  # warm-up
+            for n in (1, 16):
+                rps, p50, p99 = closed_loop(port, "alarm", n, seconds)
+                out["%s_%d" % (name, n)] = {"rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+    finally:
+        for _, _, stop in servers:
+            stop()
+    return out
+
+
+def notification_latency(counts, rounds):
+    """Time from a PUT's response to each observer's notification (ms), per observer count."""
+    out = {}
+    tmp = tempfile.mkdtemp(prefix="coap-bench-")
+    fw = start_firmware(tmp, max_observers=max(counts))
+    try:
+        ctl = fw.client()
+        for n in counts:
+            obs = []
+            for k in range(n):
+                c = fw.client()
+                c.request(coap.GET, token=bytes((k, 7)), options=[(coap.OBSERVE, 0)])
+                c.sock.setblocking(False)
+                obs.append(c)
+            lat = []
+            for i in range(rounds):
+                r = ctl.request(coap.PUT, payload=b"ON" if i % 2 == 0 else b"OFF")
+                t0 = time.perf_counter()
+                assert r.code == coap.CHANGED
+                waiting = set(range(n))
+                deadline = t0 + 2.0
+                while waiting and time.perf_counter() < deadline:
+                    socks = [obs[k].sock for k in waiting]
+                    ready, _, _ = select.select(socks, [], [], 0.2)
+                    now = time.perf_counter()
+                    for sk in ready:
+                        k = next(k for k in waiting if obs[k].sock is sk)
+                        data = sk.recv(2048)
+                        if data[0] >> 4 & 3 == coap.CON:  # ACK it, or the next change waits for it
+                            sk.sendto(bytes((0x60, 0, data[2], data[3])), obs[k].addr)
+                        lat.append((now - t0) * 1000)
+                        waiting.discard(k)
+            for c in obs:  # deregister: forget the token, answer the next notification with RST
+                c.sock.setblocking(True)
+                c.request(coap.GET, token=bytes((obs.index(c), 7)), options=[(coap.OBSERVE, 1)])
+                c.close()
+            lat.sort()
+            out["observers_%d" % n] = {"p50_ms": round(lat[len(lat) // 2], 3),
+                                       "p99_ms": round(lat[int(len(lat) * 0.99)], 3), "samples": len(lat)}
+    finally:
+        fw.stop()
+    return out
+
+
+def memory():
+    env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
+    res = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "mp_memprobe.py"), "8",
+                          str(free_udp_port())],
+                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def running_heap():
+    """The real firmware (precompiled, sim pins): heap in use after boot and one GET, then with
+    every observer slot taken; from its own console `stats`."""
+    fw = start_firmware(tempfile.mkdtemp(prefix="coap-bench-"))
+    try:
+        fw.client().request(coap.GET)
+        boot = fw.stats()["heap"]
+        cap = fw.stats()["observers"][1]
+        for k in range(cap):
+            fw.client().request(coap.GET, token=bytes((k, 9)), options=[(coap.OBSERVE, 0)])
+        full = fw.stats()
+        return {"running_heap_after_boot": boot, "running_heap_full_table": full["heap"],
+                "running_heap_per_observer": round((full["heap"] - boot) / cap)}
+    finally:
+        fw.stop()
+
+
+def smallest_heap(candidates):
+    """Smallest -X heapsize (of candidates, largest first) at which the board-heap test passes."""
+    best = None
+    for heap in candidates:
+        env = dict(os.environ, COAP_ALARM_BOARD_HEAP=heap)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", os.path.join(ROOT, "host_tests", "test_storm.py")],
+                           env=env, capture_output=True, text=True, cwd=ROOT)
+        if r.returncode != 0:
+            break
+        best = heap
+    return best
+
+
+def flash():
+    src = os.path.join(ROOT, "firmware")
+    py = sum(os.path.getsize(os.path.join(src, f)) for f in os.listdir(src) if f.endswith(".py"))
+    py += os.path.getsize(os.path.join(ROOT, "main.py"))
+    d = os.path.join(precompiled_firmware(), "firmware")
+    mpy = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    return {"py_bytes": py, "mpy_bytes": mpy + os.path.getsize(os.path.join(ROOT, "main.py"))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
+    ap.add_argument("--quick", action="store_true", help="skip the smallest-heap search")
+    args = ap.parse_args()
+    res = {"throughput": throughput(args.seconds),
+           "notify": notification_latency((1, 8, 32), 100),
+           "memory": memory(), "flash": flash()}
+    res["memory"].update(running_heap())
+    if not args.quick:
+        res["memory"]["smallest_heap"] = smallest_heap(["96k", "80k", "72k", "64k", "60k", "56k", "52k", "48k"])
+    t = res["throughput"]
+    ratios = {}
+    for n in (1, 16):
+        mp, ai, lc = t.get("micropython_%d" % n), t.get("aiocoap_%d" % n), t.get("libcoap_%d" % n)
+        if mp and ai and ai["rps"]:
+            ratios["micropython/aiocoap_%d" % n] = round(mp["rps"] / ai["rps"], 2)
+        if mp and lc and lc["rps"]:
+            ratios["micropython/libcoap_%d" % n] = round(mp["rps"] / lc["rps"], 3)
+    res["ratios"] = ratios
+    print(json.dumps(res, indent=1))
+    print()
+    print("%-16s %10s %10s %10s" % ("server_inflight", "req/s", "p50 ms", "p99 ms"))
+    for k, v in t.items():
+        print("%-16s %10d %10.3f %10.3f" % (k, v["rps"], v["p50_ms"], v["p99_ms"]))
+    for k, v in ratios.items():
+        print("%-28s %8.2fx" % (k, v))
+    for k, v in res["notify"].items():
+        print("notify %-14s p50 %7.3f ms  p99 %7.3f ms" % (k, v["p50_ms"], v["p99_ms"]))
+    m = res["memory"]
+    print("heap in use after boot %d B (server alone %d B), per observer %d B, smallest heap %s" % (
+        m["running_heap_after_boot"], m["heap_after_boot"], m["heap_per_observer"], m.get("smallest_heap")))
+    print("allocated per GET %s B in the server, + %s B by recvfrom itself" % (
+        m["alloc_per_get"], m.get("alloc_per_recvfrom")))
+    print("flash: %d B as .py, %d B as .mpy" % (res["flash"]["py_bytes"], res["flash"]["mpy_bytes"]))
+
+
+if __name__ == "__main__":
+    main()
