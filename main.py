@@ -1,4 +1,7 @@
-# Runs at power-up after boot.py: start the alarm.
-from firmware import app
+# Runs at power-up after boot.py: bring the alarm up, then serve forever. start.py is boot-only
+# code: it frees itself before serving, once this file drops its own reference to it too.
+from firmware import start
 
-app.main()
+serve = start.main()
+del start
+serve()

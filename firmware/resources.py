@@ -106,7 +106,7 @@ class WellKnownCore:
         self.resources = resources
         self.body = None
 
-    def render(self, fmt):
+    def render(self, fmt=coap.LINK_FORMAT):
         if self.body is None:
             # Built once, on first use: the resource set is fixed after start-up.
             self.body = b",".join([r.link for r in self.resources if r.link])

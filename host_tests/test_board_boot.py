@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from firmware import app, compat
+from firmware import app, compat, start
 from harness import free_udp_port
 
 EVENTS = []
@@ -92,8 +92,8 @@ def board(tmp_path, monkeypatch):
         cfg.setdefault("port", free_udp_port())
         path = tmp_path / "config.json"
         path.write_text(json.dumps(cfg))
-        monkeypatch.setenv(app.CONFIG_ENV, str(path))
-        app.main()
+        monkeypatch.setenv(start.CONFIG_ENV, str(path))
+        start.main()()  # as main.py does: bring up, then serve
         assert len(ran) == 1
         return cfg
     return boot

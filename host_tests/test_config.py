@@ -204,8 +204,8 @@ def test_validator_is_dropped_after_boot_under_micropython(tmp_path):
     # Its RAM must come back: neither sys.modules nor the package may keep it.
     code = ("import sys, gc; sys.path.insert(0, %r)\n"
             "import firmware\n"
-            "from firmware import app\n"
-            "cfg = app.load_config(%r)\n"
+            "from firmware import start\n"
+            "cfg = start.load_config(%r)\n"
             "print('LEFT', 'firmware.config' in sys.modules, hasattr(firmware, 'config'), cfg['port'])\n"
             ) % (ROOT, str(tmp_path / "none.json"))
     out = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True,

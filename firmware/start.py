@@ -1,0 +1,155 @@
+# Boot-only code: read the config, bring up pins and network, wire the parts into an App.
+# main() frees this module (and the config validator, and the multicast set-up) before the
+# loop runs forever, so none of this code holds RAM afterwards.
+import firmware
+from firmware import VERSION, compat, log
+from firmware.app import App, open_socket
+
+CONFIG_ENV = "COAP_ALARM_CONFIG"   # host only: where the simulator puts its config.json
+
+
+def load_config(path):
+    # The validator is only needed at boot: drop it afterwards to give its RAM back.
+    from firmware import config
+    cfg = config.load(path)
+    firmware.unload("config")
+    return cfg
+
+
+def _rssi():
+    import network
+    return network.WLAN(network.STA_IF).status("rssi")
+
+
+def wire(app, cfg, machine, sock, ip, on):
+    """App.__init__: build the parts and connect them."""
+    import random
+    from firmware.alarm import Alarm
+    from firmware.hardware import Input, Output, pin_factory
+    from firmware.health import HealthResource, Uptime
+    from firmware.resources import AlarmResource, WellKnownCore
+    from firmware.server import Server
+    app.cfg = cfg
+    app.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
+    app.uptime = Uptime(compat.ticks_ms)
+    make_pin = pin_factory(machine)
+    app.output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
+    app.output.set(app.alarm.on)
+    app.alarm.listeners.append(app.output.set)
+    app.input = None
+    if cfg["input_pin"] is not None:
+        app.input = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
+                          cfg["input_active_low"], cfg["input_debounce_ms"], app._raise)
+    app.alarm_resource = AlarmResource(app.alarm, cfg["max_payload"], app.uptime)
+    app.health = HealthResource(app.uptime, VERSION, machine, _rssi if machine else None)
+    resources = [app.alarm_resource, app.health]
+    app.wkc = WellKnownCore(resources)
+    resources.append(app.wkc)
+    bind = cfg["bind"]
+    group = cfg["multicast"]
+    if group and bind == "0.0.0.0" and ip:
+        # lwIP hands a group datagram to every wildcard-bound socket too: bind the unicast
+        # socket to our own address so that only the group socket hears multicast.
+        bind = ip
+    app.bound = bind
+    app.sock = sock if sock is not None else open_socket(bind, cfg["port"])
+    app.rx = None          # the unicast receive task, replaced when the socket is
+    app.group_sock = None
+    if sock is None and (group or bind == "0.0.0.0"):
+        app.group_sock = multicast(app, bind, group)
+    app.server = Server(app.sock, cfg, resources, compat.ticks_ms, random.getrandbits)
+    app.health.observers = app.server.observers
+    app.alarm.listeners.append(app._changed)
+    app.rd = None
+    if cfg["rd_host"]:
+        try:
+            addr = compat.sockaddr(cfg["rd_host"], cfg["rd_port"])
+        except OSError as e:
+            log.warning("rd: cannot resolve %s: %s; not registering", cfg["rd_host"], e)
+        else:
+            from firmware.rd import RdClient
+            app.rd = RdClient(app.server, addr, cfg["rd_ep"] or cfg["hostname"],
+                              cfg["rd_lifetime_s"], app.wkc.render)
+            app.server.client = app.rd
+    compat.gc_early()
+
+
+def multicast(app, bind, join):
+    """Keep group traffic off the unicast socket; join the group. Returns the group socket or None."""
+    from firmware import mcast
+    if bind == "0.0.0.0":
+        # Group requests must never reach the unicast socket, joined or not (no 4.04 floods).
+        mcast.keep_wildcard_out(app.sock)
+    sock = None
+    if join:
+        port = app.cfg["port"]
+        try:
+            sock = mcast.open_group_socket(port, bind)
+            log.info("joined %s on port %d", mcast.GROUP, port)
+        except OSError as e:  # no multicast route (yet): unicast keeps working
+            log.warning("cannot join %s: %s", mcast.GROUP, e)
+    firmware.unload("mcast")  # boot-only code: give its RAM back
+    return sock
+
+
+def _bring_up(cfg, machine, on, tasks):
+    """On a board: drive the output, then the network. Returns (IP address or None, Link or None)."""
+    from firmware import net
+    from firmware.hardware import Output, pin_factory
+    # The restored state reaches the pin first: Wi-Fi can take many seconds.
+    Output(pin_factory(machine)(cfg["output_pin"], "out"), cfg["output_active_high"]).set(on)
+    try:
+        link = net.start(cfg)  # the station's interface, or the access point
+    except OSError as e:  # a Wi-Fi driver error: the pins still work without a network
+        log.error("Wi-Fi: cannot start (%r); running without a network", e)
+        return None, None
+    if link is None:
+        return net.AP_IP, None
+    tasks.append(link.run())  # keeps reconnecting while CoAP is served
+    import time
+    return (link.ip if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms) else None), link
+
+
+def main():
+    """Bring everything up; return the App's serve(), to be called once this module is gone.
+
+    main.py: `serve = start.main()`, drop its own reference to this module, then `serve()`.
+    """
+    path = compat.getenv(CONFIG_ENV, "config.json")
+    cfg = load_config(path)
+    log.set_level(cfg["log_level"])
+    machine = compat.machine
+    if machine is not None:
+        from firmware import watchdog
+        log.info("reset cause: %s", watchdog.reset_cause(machine))
+    on = False
+    store = None
+    if cfg["persist"]:
+        from firmware.persist import FILE, Store
+        store = Store(path[:path.rfind("/") + 1] + FILE)  # next to config.json
+        on = store.load()
+    ip = link = None
+    extra = []
+    if machine is not None:
+        ip, link = _bring_up(cfg, machine, on, extra)
+    app = App(cfg, machine, ip=ip, on=on)
+    if link is not None:
+        link.on_up = app.network_up  # e.g. re-register at the directory
+    if store is not None:
+        app.alarm.listeners.append(store.save)
+    wdt = None
+    if machine is not None:
+        wdt = watchdog.start(machine, cfg["watchdog_s"])
+        if wdt is not None:
+            extra.append(watchdog.feed(wdt, 1000))
+    if machine is None:
+        ip = "127.0.0.1" if cfg["bind"] == "0.0.0.0" else cfg["bind"]
+    print("coap-alarm %s serving coap://%s:%d/alarm" % (VERSION, ip or "(waiting for Wi-Fi)", cfg["port"]))
+    if machine is None:
+        from firmware import simpins
+        print("[sim] simulated pins: output GPIO%d, input %s. %s" % (
+            cfg["output_pin"], "GPIO%d" % cfg["input_pin"] if cfg["input_pin"] is not None else "none",
+            simpins.HELP))
+    app.boot = (machine is None, extra, wdt)   # what serve() needs; nothing of this module
+    firmware.unload("start")
+    return app.serve
