@@ -2,7 +2,16 @@
 # One transfer at a time: a new block 0 from anyone replaces an unfinished one, so the
 # state is one buffer of at most max_payload bytes, whatever clients send.
 from firmware import coap
-from firmware.compat import ticks_diff
+from firmware.compat import const, ticks_diff
+
+# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+_CONTINUE = const(0x5F)
+_BAD_REQUEST = const(0x80)
+_BAD_OPTION = const(0x82)
+_REQUEST_ENTITY_INCOMPLETE = const(0x88)
+_REQUEST_ENTITY_TOO_LARGE = const(0x8D)
+_BLOCK1 = const(27)
+_SIZE1 = const(60)
 
 _STALE_MS = 60000   # an unfinished transfer older than this is forgotten
 
@@ -22,30 +31,30 @@ class Block1:
     def feed(self, req, path, addr, now):
         """Take one block of req. Returns (code, block1_value): code None means the body is
         complete and now in req.payload; CONTINUE asks for the next block; else an error code."""
-        num, more, szx = coap.block_decode(req.opt(coap.BLOCK1))
+        num, more, szx = coap.block_decode(req.opt(_BLOCK1))
         if szx == 7:
-            return coap.BAD_OPTION, -1
+            return _BAD_OPTION, -1
         size = 16 << szx
         data = req.payload
-        total = req.opt_uint(coap.SIZE1)
+        total = req.opt_uint(_SIZE1)
         end = num * size + len(data)
         if end > self.max_body or (total is not None and total > self.max_body):
             self.clear()
-            return coap.REQUEST_ENTITY_TOO_LARGE, -1
+            return _REQUEST_ENTITY_TOO_LARGE, -1
         if more and len(data) != size:
-            return coap.BAD_REQUEST, -1     # only the last block may be short
+            return _BAD_REQUEST, -1     # only the last block may be short
         if num == 0:
             self.addr = addr
             self.path = path
             self.buf = bytearray(data)
         elif (self.buf is None or self.addr != addr or self.path != path
               or len(self.buf) != num * size or ticks_diff(now, self.time) > _STALE_MS):
-            return coap.REQUEST_ENTITY_INCOMPLETE, -1
+            return _REQUEST_ENTITY_INCOMPLETE, -1
         else:
             self.buf += data
         self.time = now
         if more:
-            return coap.CONTINUE, coap.block_encode(num, True, szx)
+            return _CONTINUE, coap.block_encode(num, True, szx)
         req.payload = bytes(self.buf)
         self.clear()
         return None, coap.block_encode(num, False, szx)

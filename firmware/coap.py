@@ -1,68 +1,15 @@
 # CoAP message codec (RFC 7252 section 3). Pure: bytes in, Message out, and back; no I/O.
-# Numbers are const(): folded into the bytecode here; public ones stay importable by name.
-# The board needs only Reader and Writer; Message, parse() and encode() (tests, tools) live in
-# coapmsg.py and load on first use through __getattr__ below, so they cost a board no RAM.
+# The board needs only Reader and Writer. Message, parse(), encode() and the public names of
+# the CoAP numbers (coap.GET, coap.CONTENT, ...: tests, tools) live in coapmsg.py and load on
+# first use through __getattr__ below, so they cost a board no RAM. Firmware modules fold the
+# numbers they use as private const()s (a host test checks them against coapmsg.py's).
 from firmware.compat import const
 
-CON = const(0)
-NON = const(1)
-ACK = const(2)
-RST = const(3)
-
-
-# Codes are the raw code byte: class << 5 | detail.
-EMPTY = const(0x00)
-GET = const(0x01)
-POST = const(0x02)
-PUT = const(0x03)
-DELETE = const(0x04)
-FETCH = const(0x05)
-CREATED = const(0x41)
-DELETED = const(0x42)
-VALID = const(0x43)
-CHANGED = const(0x44)
-CONTENT = const(0x45)
-CONTINUE = const(0x5F)
-BAD_REQUEST = const(0x80)
-BAD_OPTION = const(0x82)
-NOT_FOUND = const(0x84)
-METHOD_NOT_ALLOWED = const(0x85)
-NOT_ACCEPTABLE = const(0x86)
-REQUEST_ENTITY_INCOMPLETE = const(0x88)
-PRECONDITION_FAILED = const(0x8C)
-REQUEST_ENTITY_TOO_LARGE = const(0x8D)
-UNSUPPORTED_CONTENT_FORMAT = const(0x8F)
-INTERNAL_SERVER_ERROR = const(0xA0)
-NOT_IMPLEMENTED = const(0xA1)
-PROXYING_NOT_SUPPORTED = const(0xA5)
-
-# Option numbers (RFC 7252 5.10, RFC 7641, RFC 7959).
-IF_MATCH = const(1)
-URI_HOST = const(3)
-ETAG = const(4)
-IF_NONE_MATCH = const(5)
-OBSERVE = const(6)
-URI_PORT = const(7)
-LOCATION_PATH = const(8)
-URI_PATH = const(11)
-CONTENT_FORMAT = const(12)
-MAX_AGE = const(14)
-URI_QUERY = const(15)
-ACCEPT = const(17)
-LOCATION_QUERY = const(20)
-BLOCK2 = const(23)
-BLOCK1 = const(27)
-SIZE2 = const(28)
-PROXY_URI = const(35)
-PROXY_SCHEME = const(39)
-SIZE1 = const(60)
-NO_RESPONSE = const(258)
-
-# Content-Format numbers.
-TEXT_PLAIN = const(0)
-LINK_FORMAT = const(40)
-JSON = const(50)
-CBOR = const(60)
+# The numbers this module uses (public names: coapmsg.py).
+_CON = const(0)
+_RST = const(3)
+_EMPTY = const(0x00)
+_URI_PATH = const(11)
 
 
 class CoapError(ValueError):
@@ -119,7 +66,7 @@ class Reader:
         mid = (data[2] << 8) | data[3]
         if tkl > 8:
             raise CoapError("token length over 8", mtype, mid)
-        if code == EMPTY and n > 4:
+        if code == _EMPTY and n > 4:
             raise CoapError("empty message with content", mtype, mid)
         pos = 4 + tkl
         if pos > n:
@@ -237,7 +184,7 @@ class Reader:
         n = len(path)
         first = True
         for k in range(self.count):
-            if nums[k] != URI_PATH:
+            if nums[k] != _URI_PATH:
                 continue
             if not first:
                 if j >= n or path[j] != 0x2F:

@@ -1,7 +1,67 @@
 # The host-side half of the codec: a Message object, parse() and encode().
 # Tests and tools use these; the firmware reads with coap.Reader and writes with coap.Writer.
-# Reached as coap.Message, coap.parse, ... (coap.py loads this module on first use).
-from firmware.coap import CON, EMPTY, CoapError, Reader, Writer, uint_decode  # noqa: F401
+# Reached as coap.Message, coap.parse, coap.GET, ... (coap.py loads this module on first use).
+from firmware.coap import CoapError, Reader, Writer, uint_decode  # noqa: F401
+
+CON = 0
+NON = 1
+ACK = 2
+RST = 3
+
+
+# Codes are the raw code byte: class << 5 | detail.
+EMPTY = 0x00
+GET = 0x01
+POST = 0x02
+PUT = 0x03
+DELETE = 0x04
+FETCH = 0x05
+CREATED = 0x41
+DELETED = 0x42
+VALID = 0x43
+CHANGED = 0x44
+CONTENT = 0x45
+CONTINUE = 0x5F
+BAD_REQUEST = 0x80
+BAD_OPTION = 0x82
+NOT_FOUND = 0x84
+METHOD_NOT_ALLOWED = 0x85
+NOT_ACCEPTABLE = 0x86
+REQUEST_ENTITY_INCOMPLETE = 0x88
+PRECONDITION_FAILED = 0x8C
+REQUEST_ENTITY_TOO_LARGE = 0x8D
+UNSUPPORTED_CONTENT_FORMAT = 0x8F
+INTERNAL_SERVER_ERROR = 0xA0
+NOT_IMPLEMENTED = 0xA1
+PROXYING_NOT_SUPPORTED = 0xA5
+
+# Option numbers (RFC 7252 5.10, RFC 7641, RFC 7959).
+IF_MATCH = 1
+URI_HOST = 3
+ETAG = 4
+IF_NONE_MATCH = 5
+OBSERVE = 6
+URI_PORT = 7
+LOCATION_PATH = 8
+URI_PATH = 11
+CONTENT_FORMAT = 12
+MAX_AGE = 14
+URI_QUERY = 15
+ACCEPT = 17
+LOCATION_QUERY = 20
+BLOCK2 = 23
+BLOCK1 = 27
+SIZE2 = 28
+PROXY_URI = 35
+PROXY_SCHEME = 39
+SIZE1 = 60
+NO_RESPONSE = 258
+
+# Content-Format numbers.
+TEXT_PLAIN = 0
+LINK_FORMAT = 40
+JSON = 50
+CBOR = 60
 
 TYPE_NAMES = ("CON", "NON", "ACK", "RST")
 

@@ -1,7 +1,16 @@
 # /health: how the board is doing, for dashboards. Observable; the app marks it changed
 # every health_period_s. One small format per request, constant parts computed once.
-from firmware import coap, cbor, compat
-from firmware.compat import ticks_diff
+from firmware import cbor, compat
+from firmware.compat import const, ticks_diff
+
+# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+_GET = const(0x01)
+_CONTENT = const(0x45)
+_METHOD_NOT_ALLOWED = const(0x85)
+_NOT_ACCEPTABLE = const(0x86)
+_ACCEPT = const(17)
+_JSON = const(50)
+_CBOR = const(60)
 
 
 class Uptime:
@@ -60,7 +69,7 @@ class HealthResource:
                 rssi = self.rssi()
             except Exception:  # Wi-Fi down: report null, never fail the request
                 pass
-        if fmt == coap.CBOR:
+        if fmt == _CBOR:
             return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
                                    ("version", self.version), ("reset", self.reset)))
         return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s' % (
@@ -68,9 +77,9 @@ class HealthResource:
             + self.tail).encode()
 
     def handle(self, req):
-        if req.code != coap.GET:
-            return coap.METHOD_NOT_ALLOWED, -1, b"GET only"
-        accept = req.opt_uint(coap.ACCEPT, coap.JSON)
-        if accept != coap.JSON and accept != coap.CBOR:
-            return coap.NOT_ACCEPTABLE, -1, b"json (50) or cbor (60)"
-        return coap.CONTENT, accept, self.render(accept)
+        if req.code != _GET:
+            return _METHOD_NOT_ALLOWED, -1, b"GET only"
+        accept = req.opt_uint(_ACCEPT, _JSON)
+        if accept != _JSON and accept != _CBOR:
+            return _NOT_ACCEPTABLE, -1, b"json (50) or cbor (60)"
+        return _CONTENT, accept, self.render(accept)

@@ -1,6 +1,9 @@
 # RFC 6690 4.1 query filtering of /.well-known/core: ?href=/alarm*, ?rt=alarm, ?obs, ?ct=50 ...
 # Imported only when a request carries a query. Links are our own, so the parsing can be simple.
-from firmware import coap
+from firmware.compat import const
+
+# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+_URI_QUERY = const(15)
 
 
 def _value_matches(value, want):
@@ -32,7 +35,7 @@ def _attr(link, name):
 
 def matches(link, req):
     """True when the link passes every Uri-Query filter of the request."""
-    for q in req.opts(coap.URI_QUERY):
+    for q in req.opts(_URI_QUERY):
         eq = q.find(b"=")
         name = q if eq < 0 else q[:eq]
         want = None if eq < 0 else q[eq + 1:]

@@ -4,8 +4,20 @@
 # (a network drop). Sends through the server's socket; the server hands back our responses
 # (matched by token) and tells us when the message layer gave up (failed()).
 from firmware import coap, log
-from firmware.coap import CON
-from firmware.compat import ticks_add, ticks_diff
+from firmware.compat import const, ticks_add, ticks_diff
+
+# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+_CON = const(0)
+_GET = const(0x01)
+_POST = const(0x02)
+_CREATED = const(0x41)
+_CHANGED = const(0x44)
+_CONTENT = const(0x45)
+_LOCATION_PATH = const(8)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_URI_QUERY = const(15)
+_LINK_FORMAT = const(40)
 
 _RETRY_MIN_S = 10
 _RETRY_MAX_S = 600
@@ -57,23 +69,23 @@ class RdClient:
         token = bytes((r >> 24 & 255, r >> 16 & 255, r >> 8 & 255, r & 255))
         w = s.writer
         if self.reg_path is None:
-            w.header(CON, coap.GET, mid, token)
-            w.option(coap.URI_PATH, b".well-known")
-            w.option(coap.URI_PATH, b"core")
-            w.option(coap.URI_QUERY, b"rt=core.rd")
+            w.header(_CON, _GET, mid, token)
+            w.option(_URI_PATH, b".well-known")
+            w.option(_URI_PATH, b"core")
+            w.option(_URI_QUERY, b"rt=core.rd")
         elif self.location is None:
-            w.header(CON, coap.POST, mid, token)
+            w.header(_CON, _POST, mid, token)
             for seg in self.reg_path:
-                w.option(coap.URI_PATH, seg)
-            w.option_uint(coap.CONTENT_FORMAT, coap.LINK_FORMAT)
-            w.option(coap.URI_QUERY, self.ep)
-            w.option(coap.URI_QUERY, self.lt)
+                w.option(_URI_PATH, seg)
+            w.option_uint(_CONTENT_FORMAT, _LINK_FORMAT)
+            w.option(_URI_QUERY, self.ep)
+            w.option(_URI_QUERY, self.lt)
             w.payload(self.links())
         else:
-            w.header(CON, coap.POST, mid, token)
+            w.header(_CON, _POST, mid, token)
             for seg in self.location:
-                w.option(coap.URI_PATH, seg)
-            w.option(coap.URI_QUERY, self.lt)
+                w.option(_URI_PATH, seg)
+            w.option(_URI_QUERY, self.lt)
         data = bytes(w.view())
         if s.outbox.add(self.addr, mid, data, self, now) < 0:
             self.due = ticks_add(now, 1000)   # every slot is busy with notifications: later
@@ -94,20 +106,20 @@ class RdClient:
         self.token = b""
         code = msg.code
         if self.reg_path is None:
-            self.reg_path = _first_path(msg.payload) if code == coap.CONTENT else None
+            self.reg_path = _first_path(msg.payload) if code == _CONTENT else None
             if not self.reg_path:
                 self.reg_path = [b"rd"]   # the directory lists none: the usual path
             log.info("rd: directory registers at /%s", b"/".join(self.reg_path).decode())
             self.due = now
             return
-        if self.location is None and code == coap.CREATED:
-            loc = msg.opts(coap.LOCATION_PATH)
+        if self.location is None and code == _CREATED:
+            loc = msg.opts(_LOCATION_PATH)
             if loc:
                 self.location = loc
                 log.info("rd: registered as /%s", b"/".join(loc).decode())
                 self._ok(now)
                 return
-        elif self.location is not None and code == coap.CHANGED:
+        elif self.location is not None and code == _CHANGED:
             log.info("rd: registration refreshed")
             self._ok(now)
             return

@@ -1,19 +1,37 @@
 # The CoAP resources: /alarm and /.well-known/core. A handler gets the request and
 # returns (code, content_format, payload); content_format -1 means none (diagnostics).
-from firmware import coap, cbor
+from firmware import cbor
 from firmware.health import Uptime
+from firmware.compat import const
+
+# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+_GET = const(0x01)
+_PUT = const(0x03)
+_CHANGED = const(0x44)
+_CONTENT = const(0x45)
+_BAD_REQUEST = const(0x80)
+_METHOD_NOT_ALLOWED = const(0x85)
+_NOT_ACCEPTABLE = const(0x86)
+_UNSUPPORTED_CONTENT_FORMAT = const(0x8F)
+_CONTENT_FORMAT = const(12)
+_URI_QUERY = const(15)
+_ACCEPT = const(17)
+_TEXT_PLAIN = const(0)
+_LINK_FORMAT = const(40)
+_JSON = const(50)
+_CBOR = const(60)
 
 _ON = b"ON"
 _OFF = b"OFF"
-_FORMATS = (coap.TEXT_PLAIN, coap.JSON, coap.CBOR)
+_FORMATS = (_TEXT_PLAIN, _JSON, _CBOR)
 # A plain GET's answer, built once: returning a fresh tuple per request would allocate.
-_GET_ON = (coap.CONTENT, coap.TEXT_PLAIN, _ON)
-_GET_OFF = (coap.CONTENT, coap.TEXT_PLAIN, _OFF)
+_GET_ON = (_CONTENT, _TEXT_PLAIN, _ON)
+_GET_OFF = (_CONTENT, _TEXT_PLAIN, _OFF)
 
 
 def accept_format(req, offered, default):
     """The Content-Format to answer in: Accept if it is offered, default without Accept, else None."""
-    accept = req.opt_uint(coap.ACCEPT)
+    accept = req.opt_uint(_ACCEPT)
     if accept is None:
         return default
     return accept if accept in offered else None
@@ -21,11 +39,11 @@ def accept_format(req, offered, default):
 
 def parse_state(cf, body):
     """A PUT body in text, JSON or CBOR -> True/False; None when it says nothing we understand."""
-    if cf == coap.TEXT_PLAIN:
+    if cf == _TEXT_PLAIN:
         word = body.strip().upper()
         return True if word == _ON else False if word == _OFF else None
     try:
-        if cf == coap.JSON:
+        if cf == _JSON:
             import json
             v = json.loads(body)
         else:
@@ -73,26 +91,26 @@ class AlarmResource:
 
     def handle(self, req):
         code = req.code
-        if code == coap.GET:
-            fmt = accept_format(req, _FORMATS, coap.TEXT_PLAIN)
+        if code == _GET:
+            fmt = accept_format(req, _FORMATS, _TEXT_PLAIN)
             if fmt is None:
-                return coap.NOT_ACCEPTABLE, -1, b"text/plain (0), json (50) or cbor (60)"
-            if fmt == coap.TEXT_PLAIN:
+                return _NOT_ACCEPTABLE, -1, b"text/plain (0), json (50) or cbor (60)"
+            if fmt == _TEXT_PLAIN:
                 return _GET_ON if self.alarm.on else _GET_OFF
-            return coap.CONTENT, fmt, self.render(fmt)
-        if code == coap.PUT:
-            cf = req.opt_uint(coap.CONTENT_FORMAT, coap.TEXT_PLAIN)
+            return _CONTENT, fmt, self.render(fmt)
+        if code == _PUT:
+            cf = req.opt_uint(_CONTENT_FORMAT, _TEXT_PLAIN)
             if cf not in _FORMATS:
-                return coap.UNSUPPORTED_CONTENT_FORMAT, -1, b"text/plain (0), json (50) or cbor (60)"
+                return _UNSUPPORTED_CONTENT_FORMAT, -1, b"text/plain (0), json (50) or cbor (60)"
             fmt = accept_format(req, _FORMATS, cf)
             if fmt is None:
-                return coap.NOT_ACCEPTABLE, -1, b"text/plain (0), json (50) or cbor (60)"
+                return _NOT_ACCEPTABLE, -1, b"text/plain (0), json (50) or cbor (60)"
             on = parse_state(cf, req.payload)
             if on is None:
-                return coap.BAD_REQUEST, -1, b'ON or OFF; {"on":true|false}'
+                return _BAD_REQUEST, -1, b'ON or OFF; {"on":true|false}'
             self.alarm.set(on, "put")
-            return coap.CHANGED, fmt, self.render(fmt)
-        return coap.METHOD_NOT_ALLOWED, -1, b"GET or PUT"
+            return _CHANGED, fmt, self.render(fmt)
+        return _METHOD_NOT_ALLOWED, -1, b"GET or PUT"
 
 
 class WellKnownCore:
@@ -106,24 +124,24 @@ class WellKnownCore:
         self.resources = resources
         self.body = None
 
-    def render(self, fmt=coap.LINK_FORMAT):
+    def render(self, fmt=_LINK_FORMAT):
         if self.body is None:
             # Built once, on first use: the resource set is fixed after start-up.
             self.body = b",".join([r.link for r in self.resources if r.link])
         return self.body
 
     def handle(self, req):
-        if req.code != coap.GET:
-            return coap.METHOD_NOT_ALLOWED, -1, b"GET only"
-        accept = req.opt_uint(coap.ACCEPT)
-        if accept is not None and accept != coap.LINK_FORMAT:
-            return coap.NOT_ACCEPTABLE, -1, b"link-format (40) only"
-        query = req.opt(coap.URI_QUERY)
+        if req.code != _GET:
+            return _METHOD_NOT_ALLOWED, -1, b"GET only"
+        accept = req.opt_uint(_ACCEPT)
+        if accept is not None and accept != _LINK_FORMAT:
+            return _NOT_ACCEPTABLE, -1, b"link-format (40) only"
+        query = req.opt(_URI_QUERY)
         if query is None:
-            return coap.CONTENT, coap.LINK_FORMAT, self.render(coap.LINK_FORMAT)
+            return _CONTENT, _LINK_FORMAT, self.render(_LINK_FORMAT)
         from firmware import linkformat
         links = []
         for r in self.resources:
             if r.link and linkformat.matches(r.link, req):
                 links.append(r.link)
-        return coap.CONTENT, coap.LINK_FORMAT, b",".join(links)
+        return _CONTENT, _LINK_FORMAT, b",".join(links)

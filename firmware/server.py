@@ -2,15 +2,48 @@
 # No asyncio here: the app calls datagram() for each packet and service() when it is due,
 # so tests can drive it with a fake socket and a fake clock.
 from firmware import coap, log
-from firmware.coap import CON, NON, ACK, RST
 from firmware.compat import const, ticks_add, ticks_diff, addr_str
 from firmware.messages import MessageIds, DedupCache, Outbox
 from firmware.observers import ObserverTable
 
+# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_RST = const(3)
+_EMPTY = const(0x00)
+_GET = const(0x01)
+_POST = const(0x02)
+_PUT = const(0x03)
+_CONTENT = const(0x45)
+_CONTINUE = const(0x5F)
+_BAD_OPTION = const(0x82)
+_NOT_FOUND = const(0x84)
+_PRECONDITION_FAILED = const(0x8C)
+_REQUEST_ENTITY_TOO_LARGE = const(0x8D)
+_INTERNAL_SERVER_ERROR = const(0xA0)
+_PROXYING_NOT_SUPPORTED = const(0xA5)
+_IF_MATCH = const(1)
+_URI_HOST = const(3)
+_IF_NONE_MATCH = const(5)
+_OBSERVE = const(6)
+_URI_PORT = const(7)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_MAX_AGE = const(14)
+_URI_QUERY = const(15)
+_ACCEPT = const(17)
+_BLOCK2 = const(23)
+_BLOCK1 = const(27)
+_SIZE2 = const(28)
+_PROXY_URI = const(35)
+_PROXY_SCHEME = const(39)
+_SIZE1 = const(60)
+
 # Critical options (odd numbers) this server understands; any other gets 4.02 (RFC 7252 5.4.1).
-_KNOWN_CRITICAL = (coap.IF_MATCH, coap.URI_HOST, coap.IF_NONE_MATCH, coap.URI_PORT, coap.URI_PATH,
-                   coap.URI_QUERY, coap.ACCEPT, coap.BLOCK2, coap.BLOCK1, coap.PROXY_URI,
-                   coap.PROXY_SCHEME)
+_KNOWN_CRITICAL = (_IF_MATCH, _URI_HOST, _IF_NONE_MATCH, _URI_PORT, _URI_PATH,
+                   _URI_QUERY, _ACCEPT, _BLOCK2, _BLOCK1, _PROXY_URI,
+                   _PROXY_SCHEME)
 _MAX_SZX = const(6)          # 1024-byte blocks at most
 _SERVICE_LIMIT_MS = const(1000)
 # Room for header, token and options on top of the largest accepted body. The receive buffer
@@ -60,9 +93,9 @@ class Server:
             # Full buffers or an unreachable peer: CoAP recovers by retransmission.
             log.debug("send to %s failed: %s", addr_str(addr), e)
 
-    def _reset(self, mid, addr, mtype=RST):
+    def _reset(self, mid, addr, mtype=_RST):
         w = self.writer
-        w.header(mtype, coap.EMPTY, mid, b"")
+        w.header(mtype, _EMPTY, mid, b"")
         self.send(w.view(), addr)
 
     # -- receiving -------------------------------------------------------------------------
@@ -87,36 +120,36 @@ class Server:
         except coap.CoapError as e:
             self.malformed += 1
             log.debug("malformed datagram from %s: %s", addr_str(addr), e.reason)
-            if e.mtype == CON:
+            if e.mtype == _CON:
                 self._reset(e.mid, addr)  # reject (RFC 7252 4.2)
             return
         mtype = msg.mtype
         code = msg.code
-        if code == coap.EMPTY:
-            if mtype == CON:
+        if code == _EMPTY:
+            if mtype == _CON:
                 self._reset(msg.mid, addr)  # CoAP ping
-            elif mtype == ACK:
+            elif mtype == _ACK:
                 self._acked(addr, msg.mid)
-            elif mtype == RST:
+            elif mtype == _RST:
                 self._rejected(addr, msg.mid)
             return
         if code >> 5:
             client = self.client
             if client is not None and msg.token and msg.token == client.token:
                 # A response to our own request: piggybacked, or separate (ACK it when CON).
-                if mtype == ACK:
+                if mtype == _ACK:
                     self.outbox.pop(addr, msg.mid)
-                elif mtype == CON:
-                    self._reset(msg.mid, addr, ACK)
+                elif mtype == _CON:
+                    self._reset(msg.mid, addr, _ACK)
                 client.response(msg, addr)
                 return
             # A response, or a reserved code class: we sent no request it could answer.
-            if mtype == ACK:
+            if mtype == _ACK:
                 self._acked(addr, msg.mid)
-            elif mtype == CON:
+            elif mtype == _CON:
                 self._reset(msg.mid, addr)
             return
-        if mtype == ACK or mtype == RST:
+        if mtype == _ACK or mtype == _RST:
             return  # a request cannot ride in an ACK or RST
         i = self.dedup.find(addr, msg.mid, now)
         if i >= 0:
@@ -131,20 +164,20 @@ class Server:
             return
         self.send(out, addr)
         # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
-        self.dedup.add(addr, msg.mid, now, out if mtype == CON else None)
+        self.dedup.add(addr, msg.mid, now, out if mtype == _CON else None)
 
     def _too_large(self, data, addr):
         # The datagram filled the receive buffer, so it may have been cut: answer a request
         # 4.13 from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one.
         tkl = data[0] & 15
         mtype = (data[0] >> 4) & 3
-        if data[0] >> 6 != 1 or tkl > 8 or not 1 <= data[1] < 32 or mtype > NON:
+        if data[0] >> 6 != 1 or tkl > 8 or not 1 <= data[1] < 32 or mtype > _NON:
             return False  # not a request: the codec decides what it is
         w = self.writer
         mid = (data[2] << 8) | data[3]
-        w.header(ACK if mtype == CON else NON, coap.REQUEST_ENTITY_TOO_LARGE,
-                 mid if mtype == CON else self.ids.next(), bytes(data[4:4 + tkl]))
-        w.option_uint(coap.SIZE1, self.max_payload)
+        w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
+                 mid if mtype == _CON else self.ids.next(), bytes(data[4:4 + tkl]))
+        w.option_uint(_SIZE1, self.max_payload)
         self.send(w.view(), addr)
         return True
 
@@ -157,7 +190,7 @@ class Server:
         except coap.CoapError:
             return
         # GET only: a group PUT would switch every alarm at once, which is not discovery's job.
-        if msg.mtype != NON or msg.code != coap.GET or self.dedup.find(addr, msg.mid, now) >= 0:
+        if msg.mtype != _NON or msg.code != _GET or self.dedup.find(addr, msg.mid, now) >= 0:
             return
         self.dedup.add(addr, msg.mid, now, None)
         out = self._request(msg, addr, now, True)
@@ -172,52 +205,52 @@ class Server:
         for k in range(req.count):  # an index scan: no option list is built
             num = nums[k]
             if num & 1 and num not in _KNOWN_CRITICAL:
-                if req.mtype == NON:
+                if req.mtype == _NON:
                     if not mcast:
                         self._reset(req.mid, addr)  # rejecting a NON (RFC 7252 5.4.1)
                     return None
-                return self._reply(req, coap.BAD_OPTION, -1, ("unknown critical option %d" % num).encode())
-            elif num == coap.PROXY_URI or num == coap.PROXY_SCHEME:
-                return self._reply(req, coap.PROXYING_NOT_SUPPORTED, -1, b"no proxy here")
+                return self._reply(req, _BAD_OPTION, -1, ("unknown critical option %d" % num).encode())
+            elif num == _PROXY_URI or num == _PROXY_SCHEME:
+                return self._reply(req, _PROXYING_NOT_SUPPORTED, -1, b"no proxy here")
         res = None
         for path in self.routes:
             if req.path_is(path):
                 res = self.routes[path]
                 break
         if res is None:
-            return self._reply(req, coap.NOT_FOUND, -1, b"no such resource")
+            return self._reply(req, _NOT_FOUND, -1, b"no such resource")
         block1 = -1
-        if req.opt(coap.BLOCK1) is not None and (req.code == coap.PUT or req.code == coap.POST):
+        if req.opt(_BLOCK1) is not None and (req.code == _PUT or req.code == _POST):
             if self.block1 is None:
                 from firmware.blockwise import Block1
                 self.block1 = Block1(self.max_payload)
             code, block1 = self.block1.feed(req, path, addr, now)
-            if code == coap.REQUEST_ENTITY_TOO_LARGE:
+            if code == _REQUEST_ENTITY_TOO_LARGE:
                 return self._reply(req, code, -1, b"payload too large", size1=self.max_payload)
             if code is not None:
-                return self._reply(req, code, -1, b"" if code == coap.CONTINUE else b"block out of order",
+                return self._reply(req, code, -1, b"" if code == _CONTINUE else b"block out of order",
                                    block1=block1)
         if len(req.payload) > self.max_payload:
-            return self._reply(req, coap.REQUEST_ENTITY_TOO_LARGE, -1, b"payload too large",
+            return self._reply(req, _REQUEST_ENTITY_TOO_LARGE, -1, b"payload too large",
                                size1=self.max_payload)
         # No ETags here: If-None-Match fails on an existing resource, If-Match only matches "exists".
-        if req.find(coap.IF_NONE_MATCH) >= 0:
-            return self._reply(req, coap.PRECONDITION_FAILED, -1, b"resource exists")
+        if req.find(_IF_NONE_MATCH) >= 0:
+            return self._reply(req, _PRECONDITION_FAILED, -1, b"resource exists")
         for k in range(req.count):
-            if nums[k] == coap.IF_MATCH and req.ends[k] > req.starts[k]:
-                return self._reply(req, coap.PRECONDITION_FAILED, -1, b"no ETag matches")
+            if nums[k] == _IF_MATCH and req.ends[k] > req.starts[k]:
+                return self._reply(req, _PRECONDITION_FAILED, -1, b"no ETag matches")
         try:
             code, fmt, payload = res.handle(req)
         except Exception as e:
             log.error("handler for /%s failed: %r", res.path.decode(), e)
-            return self._reply(req, coap.INTERNAL_SERVER_ERROR, -1, b"internal error")
+            return self._reply(req, _INTERNAL_SERVER_ERROR, -1, b"internal error")
         if mcast and not payload:
             return None  # e.g. a filter that matched nothing: stay silent (RFC 6690 4.1)
         observe = -1
-        if res.observable and req.code == coap.GET and not mcast:
-            obs = req.opt_uint(coap.OBSERVE)
+        if res.observable and req.code == _GET and not mcast:
+            obs = req.opt_uint(_OBSERVE)
             if obs is not None:
-                if obs == 0 and code == coap.CONTENT:
+                if obs == 0 and code == _CONTENT:
                     if self.observers.add(addr, req.token, res, fmt, now) >= 0:
                         observe = self._next_seq()
                         log.info("observer %s on /%s (%d/%d)", addr_str(addr), res.path.decode(),
@@ -235,43 +268,43 @@ class Server:
         block = -1
         size2 = -1
         if code >> 5 == 2:
-            b2 = req.opt(coap.BLOCK2)
+            b2 = req.opt(_BLOCK2)
             if b2 is not None or len(payload) > (16 << _MAX_SZX):
                 num, szx = 0, _MAX_SZX
                 if b2 is not None:
                     num, _more, szx = coap.block_decode(b2)
                     if szx == 7:
-                        return self._reply(req, coap.BAD_OPTION, -1, b"Block2 SZX 7 is reserved")
+                        return self._reply(req, _BAD_OPTION, -1, b"Block2 SZX 7 is reserved")
                     if szx > _MAX_SZX:
                         szx = _MAX_SZX
                 size = 16 << szx
                 start = num * size
                 if start and start >= len(payload):
-                    return self._reply(req, coap.BAD_OPTION, -1, b"block beyond the end")
+                    return self._reply(req, _BAD_OPTION, -1, b"block beyond the end")
                 more = start + size < len(payload)
                 block = coap.block_encode(num, more, szx)
                 if num == 0 and more:
                     size2 = len(payload)
                 payload = payload[start:start + size]
         w = self.writer
-        if req.mtype == CON:
-            w.reply_header(ACK, code, req.mid, req)
+        if req.mtype == _CON:
+            w.reply_header(_ACK, code, req.mid, req)
         else:
-            w.reply_header(NON, code, self.ids.next(), req)
+            w.reply_header(_NON, code, self.ids.next(), req)
         if observe >= 0:
-            w.option_uint(coap.OBSERVE, observe)
+            w.option_uint(_OBSERVE, observe)
         if fmt >= 0:
-            w.option_uint(coap.CONTENT_FORMAT, fmt)
+            w.option_uint(_CONTENT_FORMAT, fmt)
         if observe >= 0:
-            w.option_uint(coap.MAX_AGE, self.max_age)
+            w.option_uint(_MAX_AGE, self.max_age)
         if block >= 0:
-            w.option_uint(coap.BLOCK2, block)
+            w.option_uint(_BLOCK2, block)
         if block1 >= 0:
-            w.option_uint(coap.BLOCK1, block1)
+            w.option_uint(_BLOCK1, block1)
         if size2 >= 0:
-            w.option_uint(coap.SIZE2, size2)
+            w.option_uint(_SIZE2, size2)
         if size1 >= 0:
-            w.option_uint(coap.SIZE1, size1)
+            w.option_uint(_SIZE1, size1)
         w.payload(payload)
         return w.view()
 
@@ -319,10 +352,10 @@ class Server:
         obs = self.observers
         fmt = obs.formats[i]
         w = self.writer
-        w.header(mtype, coap.CONTENT, mid, obs.tokens[i])
-        w.option_uint(coap.OBSERVE, self._next_seq())
-        w.option_uint(coap.CONTENT_FORMAT, fmt)
-        w.option_uint(coap.MAX_AGE, self.max_age)
+        w.header(mtype, _CONTENT, mid, obs.tokens[i])
+        w.option_uint(_OBSERVE, self._next_seq())
+        w.option_uint(_CONTENT_FORMAT, fmt)
+        w.option_uint(_MAX_AGE, self.max_age)
         w.payload(obs.resources[i].render(fmt))
         return w.view()
 
@@ -333,14 +366,14 @@ class Server:
         obs.last_mid[i] = mid
         addr = obs.addrs[i]
         if con:
-            data = bytes(self._notification(i, CON, mid))
+            data = bytes(self._notification(i, _CON, mid))
             self.outbox.add(addr, mid, data, i, now)
             obs.nons[i] = 0
             obs.last_con[i] = now
             self.send(data, addr)
         else:
             obs.nons[i] += 1
-            self.send(self._notification(i, NON, mid), addr)
+            self.send(self._notification(i, _NON, mid), addr)
 
     def service(self):
         """Retransmit, send owed notifications and keep-alives. Returns ms until it is due again."""
@@ -363,7 +396,7 @@ class Server:
                 mid = self.ids.next()
                 obs.dirty[tag] = False
                 obs.last_mid[tag] = mid
-                box.replace(j, mid, bytes(self._notification(tag, CON, mid)))
+                box.replace(j, mid, bytes(self._notification(tag, _CON, mid)))
             self.send(box.data[j], box.addrs[j])
         self.pending = False
         wait = _SERVICE_LIMIT_MS
