@@ -1,6 +1,6 @@
 # /health: how the board is doing, for dashboards. Observable; the app marks it changed
 # every health_period_s. One small format per request, constant parts computed once.
-from firmware import cbor, compat
+from firmware import compat
 from firmware.compat import const, ticks_diff
 
 # CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -33,26 +33,15 @@ class Uptime:
         return self.s
 
 
-def reset_cause(machine):
-    """The last reset cause as a word, or None where there is no such thing (host)."""
-    if machine is None or not hasattr(machine, "reset_cause"):
-        return None
-    cause = machine.reset_cause()
-    for name in ("PWRON", "HARD", "WDT", "DEEPSLEEP", "SOFT"):
-        if getattr(machine, name + "_RESET", None) == cause:
-            return name.lower()
-    return str(cause)
-
-
 class HealthResource:
     path = b"health"
     observable = True
     link = b'</health>;rt="health";ct="50 60";obs'
 
-    def __init__(self, uptime, version, machine=None, rssi=None):
+    def __init__(self, uptime, version, reset=None, rssi=None):
         self.uptime = uptime
         self.version = version
-        self.reset = reset_cause(machine)
+        self.reset = reset        # the last reset's cause ("wdt", ...), or None (host)
         self.rssi = rssi          # fn() -> dBm, or None (host)
         self.observers = None     # the server's ObserverTable, set by the app
         # The constant tail of the JSON form, built once.
@@ -70,6 +59,7 @@ class HealthResource:
             except Exception:  # Wi-Fi down: report null, never fail the request
                 pass
         if fmt == _CBOR:
+            from firmware import cbor  # loaded by the first CBOR request only
             return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
                                    ("version", self.version), ("reset", self.reset)))
         return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s' % (

@@ -1,15 +1,11 @@
 # Console logging with a level; prints only, so it works the same on host and board.
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-_threshold = 20
+_threshold = 20   # debug 10, info 20, warning 30, error 40
 
 
 def set_level(name):
     global _threshold
-    _threshold = _LEVELS.get(name, 20)
-
-
-def enabled(level):
-    return _LEVELS[level] >= _threshold
+    names = ("debug", "info", "warning", "error")
+    _threshold = names.index(name) * 10 + 10 if name in names else 20
 
 
 def debug(msg, *args):

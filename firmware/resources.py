@@ -1,6 +1,5 @@
 # The CoAP resources: /alarm and /.well-known/core. A handler gets the request and
 # returns (code, content_format, payload); content_format -1 means none (diagnostics).
-from firmware import cbor
 from firmware.health import Uptime
 from firmware.compat import const
 
@@ -85,6 +84,7 @@ class AlarmResource:
                 body = ('{"on":%s,"changed":%d,"source":"%s"}' % (
                     "true" if a.on else "false", self.changed_s, a.source)).encode()
             else:
+                from firmware import cbor  # loaded by the first CBOR request only
                 body = cbor.dumps_map((("on", a.on), ("changed", self.changed_s), ("source", a.source)))
             self.cache[i] = body
         return body

@@ -21,6 +21,17 @@ def _rssi():
     return network.WLAN(network.STA_IF).status("rssi")
 
 
+def reset_cause(machine):
+    """The last reset cause as a word for /health, or None where there is no such thing (host)."""
+    if machine is None or not hasattr(machine, "reset_cause"):
+        return None
+    cause = machine.reset_cause()
+    for name in ("PWRON", "HARD", "WDT", "DEEPSLEEP", "SOFT"):
+        if getattr(machine, name + "_RESET", None) == cause:
+            return name.lower()
+    return str(cause)
+
+
 def wire(app, cfg, machine, sock, ip, on):
     """App.__init__: build the parts and connect them."""
     import random
@@ -41,7 +52,7 @@ def wire(app, cfg, machine, sock, ip, on):
         app.input = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
                           cfg["input_active_low"], cfg["input_debounce_ms"], app._raise)
     app.alarm_resource = AlarmResource(app.alarm, cfg["max_payload"], app.uptime)
-    app.health = HealthResource(app.uptime, VERSION, machine, _rssi if machine else None)
+    app.health = HealthResource(app.uptime, VERSION, reset_cause(machine), _rssi if machine else None)
     resources = [app.alarm_resource, app.health]
     app.wkc = WellKnownCore(resources)
     resources.append(app.wkc)
