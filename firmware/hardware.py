@@ -4,24 +4,6 @@ from firmware import log
 from firmware.compat import ThreadSafeFlag, sleep_ms
 
 
-def pin_factory(machine):
-    """Return make(number, mode, pull) for real pins (machine) or simulated ones (None)."""
-    if machine is None:
-        from firmware import simpins
-        return simpins.SimPin
-    Pin = machine.Pin
-    pulls = {"up": Pin.PULL_UP, "down": Pin.PULL_DOWN}
-
-    def make(number, mode, pull=None):
-        if mode == "out":
-            return Pin(number, Pin.OUT)
-        if pull in pulls:
-            return Pin(number, Pin.IN, pulls[pull])
-        return Pin(number, Pin.IN)
-
-    return make
-
-
 class Output:
     """The siren, relay or LED: driven to the alarm state, with configurable polarity."""
 

@@ -1,6 +1,5 @@
 # /health: how the board is doing, for dashboards. Observable; the app marks it changed
-# every health_period_s. One small format per request, constant parts computed once.
-from firmware import compat
+# every health_period_s. Its JSON and CBOR forms are in formats.py, loaded on first use.
 from firmware.compat import const, ticks_diff
 
 # CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -44,27 +43,11 @@ class HealthResource:
         self.reset = reset        # the last reset's cause ("wdt", ...), or None (host)
         self.rssi = rssi          # fn() -> dBm, or None (host)
         self.observers = None     # the server's ObserverTable, set by the app
-        # The constant tail of the JSON form, built once.
-        self.tail = ',"version":"%s","reset":%s}' % (
-            version, "null" if self.reset is None else '"%s"' % self.reset)
+        self.tail = None          # the constant end of the JSON form, built on first use
 
     def render(self, fmt):
-        up = self.uptime()
-        heap = compat.mem_free()
-        n = len(self.observers) if self.observers else 0
-        rssi = None
-        if self.rssi is not None:
-            try:
-                rssi = self.rssi()
-            except Exception:  # Wi-Fi down: report null, never fail the request
-                pass
-        if fmt == _CBOR:
-            from firmware import cbor  # loaded by the first CBOR request only
-            return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
-                                   ("version", self.version), ("reset", self.reset)))
-        return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s' % (
-            up, "null" if heap is None else heap, n, "null" if rssi is None else rssi)
-            + self.tail).encode()
+        from firmware import formats  # JSON and CBOR: loaded by the first /health request
+        return formats.health(self, fmt)
 
     def handle(self, req):
         if req.code != _GET:

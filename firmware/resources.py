@@ -41,18 +41,8 @@ def parse_state(cf, body):
     if cf == _TEXT_PLAIN:
         word = body.strip().upper()
         return True if word == _ON else False if word == _OFF else None
-    try:
-        if cf == _JSON:
-            import json
-            v = json.loads(body)
-        else:
-            from firmware.cbor_read import loads
-            v = loads(body)
-    except (ValueError, UnicodeError):
-        return None
-    if isinstance(v, dict):
-        v = v.get("on")
-    return v if v is True or v is False else None
+    from firmware import formats  # JSON or CBOR: loaded on first use
+    return formats.parse_state(cf, body)
 
 
 class AlarmResource:
@@ -80,12 +70,9 @@ class AlarmResource:
             a = self.alarm
             if i == 0:
                 body = _ON if a.on else _OFF
-            elif i == 1:
-                body = ('{"on":%s,"changed":%d,"source":"%s"}' % (
-                    "true" if a.on else "false", self.changed_s, a.source)).encode()
             else:
-                from firmware import cbor  # loaded by the first CBOR request only
-                body = cbor.dumps_map((("on", a.on), ("changed", self.changed_s), ("source", a.source)))
+                from firmware import formats  # JSON or CBOR: loaded on first use
+                body = formats.alarm(fmt, a.on, self.changed_s, a.source)
             self.cache[i] = body
         return body
 

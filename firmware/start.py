@@ -21,6 +21,24 @@ def _rssi():
     return network.WLAN(network.STA_IF).status("rssi")
 
 
+def pin_factory(machine):
+    """Return make(number, mode, pull) for real pins (machine) or simulated ones (None)."""
+    if machine is None:
+        from firmware import simpins
+        return simpins.SimPin
+    Pin = machine.Pin
+    pulls = {"up": Pin.PULL_UP, "down": Pin.PULL_DOWN}
+
+    def make(number, mode, pull=None):
+        if mode == "out":
+            return Pin(number, Pin.OUT)
+        if pull in pulls:
+            return Pin(number, Pin.IN, pulls[pull])
+        return Pin(number, Pin.IN)
+
+    return make
+
+
 def reset_cause(machine):
     """The last reset cause as a word for /health, or None where there is no such thing (host)."""
     if machine is None or not hasattr(machine, "reset_cause"):
@@ -36,7 +54,7 @@ def wire(app, cfg, machine, sock, ip, on):
     """App.__init__: build the parts and connect them."""
     import random
     from firmware.alarm import Alarm
-    from firmware.hardware import Input, Output, pin_factory
+    from firmware.hardware import Input, Output
     from firmware.health import HealthResource, Uptime
     from firmware.resources import AlarmResource, WellKnownCore
     from firmware.server import Server
@@ -106,7 +124,7 @@ def multicast(app, bind, join):
 def _bring_up(cfg, machine, on, tasks):
     """On a board: drive the output, then the network. Returns (IP address or None, Link or None)."""
     from firmware import net
-    from firmware.hardware import Output, pin_factory
+    from firmware.hardware import Output
     # The restored state reaches the pin first: Wi-Fi can take many seconds.
     Output(pin_factory(machine)(cfg["output_pin"], "out"), cfg["output_active_high"]).set(on)
     try:

@@ -1,0 +1,56 @@
+# The JSON (50) and CBOR (60) forms of /alarm and /health, and reading a PUT body in them.
+# Loaded by the first request (or observer) that asks for JSON or CBOR, not at boot: plain-text
+# clients never pay its RAM. The CBOR writer (cbor.py) and reader (cbor_read.py) load on
+# first CBOR use in turn.
+from firmware import compat
+from firmware.compat import const
+
+_JSON = const(50)
+_CBOR = const(60)
+
+
+def alarm(fmt, on, changed, source):
+    """/alarm's body: {"on":true,"changed":12,"source":"put"} (changed: uptime s at the change)."""
+    if fmt == _JSON:
+        return ('{"on":%s,"changed":%d,"source":"%s"}' % ("true" if on else "false", changed, source)).encode()
+    from firmware import cbor
+    return cbor.dumps_map((("on", on), ("changed", changed), ("source", source)))
+
+
+def health(res, fmt):
+    """/health's body for a HealthResource."""
+    up = res.uptime()
+    heap = compat.mem_free()
+    n = len(res.observers) if res.observers else 0
+    rssi = None
+    if res.rssi is not None:
+        try:
+            rssi = res.rssi()
+        except Exception:  # Wi-Fi down: report null, never fail the request
+            pass
+    if fmt == _CBOR:
+        from firmware import cbor
+        return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
+                               ("version", res.version), ("reset", res.reset)))
+    if res.tail is None:
+        # The constant tail of the JSON form, built once.
+        res.tail = ',"version":"%s","reset":%s}' % (
+            res.version, "null" if res.reset is None else '"%s"' % res.reset)
+    return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s' % (
+        up, "null" if heap is None else heap, n, "null" if rssi is None else rssi) + res.tail).encode()
+
+
+def parse_state(cf, body):
+    """A JSON or CBOR PUT body -> True/False; None when it says nothing we understand."""
+    try:
+        if cf == _JSON:
+            import json
+            v = json.loads(body)
+        else:
+            from firmware.cbor_read import loads
+            v = loads(body)
+    except (ValueError, UnicodeError):
+        return None
+    if isinstance(v, dict):
+        v = v.get("on")
+    return v if v is True or v is False else None
