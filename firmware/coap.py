@@ -203,6 +203,7 @@ class Writer:
 
     Call header(), then option*() in ascending option number, then payload();
     view() returns the encoded bytes (a memoryview valid until the next header()).
+    `size` is a first guess: a message that needs more grows the buffer once.
     """
 
     def __init__(self, size=1280):
@@ -240,9 +241,19 @@ class Writer:
         self.last = 0
         return self
 
+    def _room(self, n):
+        # Rare: the message outgrows the buffer. Grow it (views handed out before are stale).
+        if n > len(self.buf):
+            buf = bytearray(n + 64)
+            buf[:self.n] = self.mv[:self.n]
+            self.buf = buf
+            self.mv = memoryview(buf)
+            self.vn = -1
+
     def _opt_head(self, number, length):
         if number < self.last:
             raise ValueError("options out of order")
+        self._room(self.n + 5 + length)
         delta = number - self.last
         self.last = number
         buf = self.buf
@@ -300,6 +311,7 @@ class Writer:
     def payload(self, data):
         if data:
             i = self.n
+            self._room(i + 1 + len(data))
             self.buf[i] = 0xFF
             self.buf[i + 1:i + 1 + len(data)] = data
             self.n = i + 1 + len(data)

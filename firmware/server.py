@@ -66,8 +66,10 @@ class Server:
         self.keepalive_ms = cfg["keepalive_s"] * 1000
         # A notification is sent at least every keepalive_s, so observers' copies stay fresh.
         self.max_age = cfg["keepalive_s"] + 30
-        # Our largest reply: a Block2 block, or a whole datagram, plus header, token and options.
-        self.writer = coap.Writer(min(cfg["max_datagram"], 16 << _MAX_SZX) + 64)
+        # Every reply is encoded here. Our bodies and diagnostics are all far under 200 bytes,
+        # so it starts at 256 (not at a 1024-byte Block2 block plus headers, which nothing we
+        # serve needs) and grows, once, only if a bigger message ever comes along.
+        self.writer = coap.Writer(256)
         self.ids = MessageIds(rand(16))
         self.dedup = DedupCache(cfg["dedup_entries"])
         self.reader = coap.Reader()  # every request is decoded into this one: no per-packet lists

@@ -59,3 +59,12 @@ def test_writer_reuses_one_buffer():
     assert parse(first).opt_uint(coap.OBSERVE) == 0x123456
     w.header(coap.ACK, coap.CHANGED, 8, b"")
     assert parse(bytes(w.view())).code == coap.CHANGED and w.buf is w.view().obj
+
+
+def test_writer_grows_for_a_message_bigger_than_its_buffer():
+    w = coap.Writer(16)
+    w.header(coap.ACK, coap.CONTENT, 9, b"tok").option(coap.LOCATION_PATH, b"x" * 40)
+    w.option_uint(coap.CONTENT_FORMAT, 40).payload(b"y" * 300)
+    m = parse(bytes(w.view()))
+    assert (m.token, m.opt(coap.LOCATION_PATH), m.payload) == (b"tok", b"x" * 40, b"y" * 300)
+    assert w.buf is w.view().obj
