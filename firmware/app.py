@@ -32,8 +32,7 @@ class App:
     def network_up(self, ip=None):
         """Call when the network (re)connects, with our address: DHCP may have given a new one,
         and the directory may have lost us meanwhile."""
-        cfg = self.cfg
-        if ip and cfg["multicast"] and cfg["bind"] == "0.0.0.0" and ip != self.bound and self.rx:
+        if ip and self.follow and ip != self.bound and self.rx:
             self._rebind(ip)
         if self.rd is not None:
             self.rd.restart()
@@ -41,11 +40,11 @@ class App:
     def _rebind(self, ip):
         # The unicast socket is bound to our address (see __init__): follow the new one.
         try:
-            sock = open_socket(ip, self.cfg["port"])
+            sock = open_socket(ip, self.port)
         except OSError as e:
             log.error("cannot listen on %s: %s", ip, e)
             return
-        log.info("address changed: now serving coap://%s:%d/alarm", ip, self.cfg["port"])
+        log.info("address changed: now serving coap://%s:%d/alarm", ip, self.port)
         self.rx.cancel()
         self.sock.close()
         self.sock = self.server.sock = sock
@@ -79,7 +78,7 @@ class App:
                 server.service()
 
     async def timers(self):
-        period = self.cfg["health_period_s"]
+        period = self.health_period
         next_health = period
         while True:
             # Also keeps Uptime clear of ticks wrap-around.
@@ -107,7 +106,8 @@ class App:
         if console:
             from firmware import simpins
             tasks.append(asyncio.create_task(simpins.console(
-                self.alarm, self.input.pin if self.input else None, self.cfg["input_active_low"],
+                self.alarm, self.input.pin if self.input else None,
+                self.input.active_low if self.input else True,
                 self.server.service, self.stats)))
         await asyncio.gather(*tasks)
 

@@ -1,4 +1,4 @@
-# Message layer (RFC 7252 4): message IDs, duplicate detection, CON retransmission.
+# Message layer (RFC 7252 4): duplicate detection, CON retransmission (message IDs: Server).
 # Fixed-size tables only: memory is set at start-up and never grows.
 from firmware.compat import const, ticks_add, ticks_diff
 
@@ -7,17 +7,6 @@ _ACK_TIMEOUT_MS = const(2000)
 _ACK_RANDOM_MS = const(1000)          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
 _MAX_RETRANSMIT = const(4)
 _EXCHANGE_LIFETIME_MS = const(247000)
-
-
-class MessageIds:
-    """Message IDs for messages this endpoint originates: start random, then count up."""
-
-    def __init__(self, start):
-        self.last = start & 0xFFFF
-
-    def next(self):
-        self.last = (self.last + 1) & 0xFFFF
-        return self.last
 
 
 class DedupCache:

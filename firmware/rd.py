@@ -64,7 +64,7 @@ class RdClient:
 
     def _send(self, now):
         s = self.server
-        mid = s.ids.next()
+        mid = s.next_mid()
         r = s.rand(32)
         token = bytes((r >> 24 & 255, r >> 16 & 255, r >> 8 & 255, r & 255))
         w = s.writer

@@ -3,7 +3,7 @@
 # so tests can drive it with a fake socket and a fake clock.
 from firmware import coap, log
 from firmware.compat import const, ticks_add, ticks_diff, addr_str
-from firmware.messages import MessageIds, DedupCache, Outbox
+from firmware.messages import DedupCache, Outbox
 from firmware.observers import ObserverTable
 
 # CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -70,7 +70,7 @@ class Server:
         # so it starts at 256 (not at a 1024-byte Block2 block plus headers, which nothing we
         # serve needs) and grows, once, only if a bigger message ever comes along.
         self.writer = coap.Writer(256)
-        self.ids = MessageIds(rand(16))
+        self.mid = rand(16) & 0xFFFF   # our own messages' IDs: start random, then count up
         self.dedup = DedupCache(cfg["dedup_entries"])
         self.reader = coap.Reader()  # every request is decoded into this one: no per-packet lists
         self.observers = ObserverTable(cfg["max_observers"])
@@ -87,6 +87,11 @@ class Server:
         self.duplicates = 0
 
     # -- sending ---------------------------------------------------------------------------
+
+    def next_mid(self):
+        """A Message ID for a message this endpoint originates."""
+        self.mid = (self.mid + 1) & 0xFFFF
+        return self.mid
 
     def send(self, data, addr):
         try:
@@ -178,7 +183,7 @@ class Server:
         w = self.writer
         mid = (data[2] << 8) | data[3]
         w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
-                 mid if mtype == _CON else self.ids.next(), bytes(data[4:4 + tkl]))
+                 mid if mtype == _CON else self.next_mid(), bytes(data[4:4 + tkl]))
         w.option_uint(_SIZE1, self.max_payload)
         self.send(w.view(), addr)
         return True
@@ -292,7 +297,7 @@ class Server:
         if req.mtype == _CON:
             w.reply_header(_ACK, code, req.mid, req)
         else:
-            w.reply_header(_NON, code, self.ids.next(), req)
+            w.reply_header(_NON, code, self.next_mid(), req)
         if observe >= 0:
             w.option_uint(_OBSERVE, observe)
         if fmt >= 0:
@@ -363,7 +368,7 @@ class Server:
 
     def _notify(self, i, now, con):
         obs = self.observers
-        mid = self.ids.next()
+        mid = self.next_mid()
         obs.dirty[i] = False
         obs.last_mid[i] = mid
         addr = obs.addrs[i]
@@ -395,7 +400,7 @@ class Server:
                 continue
             if type(tag) is int and obs.dirty[tag]:
                 # The state moved on: send the latest instead, as a new message (RFC 7641 4.5.2).
-                mid = self.ids.next()
+                mid = self.next_mid()
                 obs.dirty[tag] = False
                 obs.last_mid[tag] = mid
                 box.replace(j, mid, bytes(self._notification(tag, _CON, mid)))

@@ -51,14 +51,18 @@ def reset_cause(machine):
 
 
 def wire(app, cfg, machine, sock, ip, on):
-    """App.__init__: build the parts and connect them."""
+    """App.__init__: build the parts and connect them. The App keeps the few settings it needs
+    at run time, not the config dict."""
     import random
     from firmware.alarm import Alarm
     from firmware.hardware import Input, Output
     from firmware.health import HealthResource, Uptime
     from firmware.resources import AlarmResource, WellKnownCore
     from firmware.server import Server
-    app.cfg = cfg
+    app.port = cfg["port"]
+    app.health_period = cfg["health_period_s"]
+    # With multicast on a wildcard bind, the unicast socket follows our address (network_up).
+    app.follow = cfg["multicast"] and cfg["bind"] == "0.0.0.0"
     app.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
     app.uptime = Uptime(compat.ticks_ms)
     make_pin = pin_factory(machine)
@@ -111,7 +115,7 @@ def multicast(app, bind, join):
         mcast.keep_wildcard_out(app.sock)
     sock = None
     if join:
-        port = app.cfg["port"]
+        port = app.port
         try:
             sock = mcast.open_group_socket(port, bind)
             log.info("joined %s on port %d", mcast.GROUP, port)
