@@ -1,11 +1,10 @@
-# The alarm state: ON or OFF, who changed it last and when. Listeners hear every change.
+# The alarm state: ON or OFF, and who changed it last (resources.py notes when). Listeners hear every change.
 
 
 class Alarm:
     def __init__(self, clock, on=False):
         self.clock = clock        # clock() -> ticks in ms
         self.on = on
-        self.changed_ms = clock()
         self.source = "boot"
         self.changes = 0
         self.listeners = []       # fn(on, source), called on change only
@@ -16,7 +15,6 @@ class Alarm:
         if on == self.on:
             return False
         self.on = on
-        self.changed_ms = self.clock()
         self.source = source
         self.changes += 1
         for fn in self.listeners:

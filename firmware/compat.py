@@ -7,7 +7,6 @@ MICROPYTHON = sys.implementation.name == "micropython"
 
 if MICROPYTHON:
     import asyncio
-    from asyncio import core as _core
     from micropython import const
 
     ticks_ms = time.ticks_ms
@@ -21,7 +20,7 @@ if MICROPYTHON:
             self.sock = sock
 
         def __iter__(self):
-            yield _core._io_queue.queue_read(self.sock)
+            yield asyncio.core._io_queue.queue_read(self.sock)
 
     readable = _Readable
 

@@ -39,27 +39,15 @@ DEFAULTS = {
     "rd_lifetime_s": 3600,      # registration lifetime; refreshed at 3/4 of it
 }
 
-# key: (type or tuple of types, check or None, what a good value looks like)
-_LEVELS = ("debug", "info", "warning", "error")
-_PULLS = ("up", "down", None)
-
-
-# ESP32 GPIOs. 6-11 exist but drive the SPI flash; 34-39 are inputs only, without pulls.
-_FLASH = (6, 7, 8, 9, 10, 11)
-_INPUT_ONLY = (34, 35, 36, 37, 38, 39)
-_PINS = "0-5, 12-19, 21-23, 25-27, 32-33"
+# Few module-level names: each one's name would stay interned (RAM) after the module is freed.
 
 
 def _gpio(v):
-    return (0 <= v <= 39 and v not in (20, 24, 28, 29, 30, 31)) and v not in _FLASH
+    # ESP32 GPIOs. 6-11 exist but drive the SPI flash; 34-39 are inputs only, without pulls.
+    return 0 <= v <= 39 and v not in (20, 24, 28, 29, 30, 31) and not 6 <= v <= 11
 
 
-def _out_pin(v):
-    return _gpio(v) and v not in _INPUT_ONLY
-
-
-def _in_pin(v):
-    return v is None or _gpio(v)
+# key: (type or tuple of types, check or None, what a good value looks like)
 
 
 SCHEMA = {
@@ -70,10 +58,12 @@ SCHEMA = {
     "hostname": (str, lambda v: 0 < len(v) <= 32, "a non-empty string of at most 32 characters"),
     "bind": (str, lambda v: len(v) > 0, "an IP address such as 0.0.0.0"),
     "port": (int, lambda v: 1 <= v <= 65535, "an integer from 1 to 65535"),
-    "output_pin": (int, _out_pin, "an ESP32 GPIO that can drive an output (" + _PINS + ")"),
+    "output_pin": (int, lambda v: _gpio(v) and v < 34,
+                   "an ESP32 GPIO that can drive an output (0-5, 12-19, 21-23, 25-27, 32-33)"),
     "output_active_high": (bool, None, "true or false"),
-    "input_pin": ((int, type(None)), _in_pin, "an ESP32 GPIO (" + _PINS + ", 34-39), or null"),
-    "input_pull": ((str, type(None)), lambda v: v in _PULLS, '"up", "down" or null'),
+    "input_pin": ((int, type(None)), lambda v: v is None or _gpio(v),
+                  "an ESP32 GPIO (0-5, 12-19, 21-23, 25-27, 32-33, 34-39), or null"),
+    "input_pull": ((str, type(None)), lambda v: v in ("up", "down", None), '"up", "down" or null'),
     "input_active_low": (bool, None, "true or false"),
     "input_debounce_ms": (int, lambda v: 0 <= v <= 10000, "an integer from 0 to 10000"),
     "max_observers": (int, lambda v: 1 <= v <= 64, "an integer from 1 to 64"),
@@ -82,7 +72,8 @@ SCHEMA = {
     "max_datagram": (int, lambda v: 64 <= v <= 1500, "an integer from 64 to 1500"),
     "notify_con_every": (int, lambda v: 1 <= v <= 100, "an integer from 1 to 100"),
     "keepalive_s": (int, lambda v: 10 <= v <= 86400, "an integer from 10 to 86400"),
-    "log_level": (str, lambda v: v in _LEVELS, "one of " + ", ".join(_LEVELS)),
+    "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"),
+                  "one of debug, info, warning, error"),
     "persist": (bool, None, "true or false"),
     "watchdog_s": (int, lambda v: v == 0 or 5 <= v <= 3600, "0 (off), or an integer from 5 to 3600"),
     "multicast": (bool, None, "true or false"),
@@ -128,7 +119,7 @@ def _cross_check(cfg, report):
     if pin is not None and pin == cfg["output_pin"]:
         report("config: input_pin %d is also the output_pin; input disabled" % pin)
         cfg["input_pin"] = None
-    elif pin in _INPUT_ONLY and cfg["input_pull"] is not None:
+    elif pin is not None and pin >= 34 and cfg["input_pull"] is not None:  # input-only GPIOs
         report("config: GPIO%d has no internal pull resistor; input_pull set to null "
                "(fit an external resistor)" % pin)
         cfg["input_pull"] = None

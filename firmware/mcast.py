@@ -2,14 +2,11 @@
 import socket
 
 from firmware import compat
+from firmware.compat import const
 
 GROUP = "224.0.1.187"
-_IPPROTO_IP = 0          # the same everywhere; the unix port's socket module lacks the name
-_IP_MULTICAST_ALL = 49   # Linux only: deliver just the groups this socket joined
-
-
-def _ip4(text):
-    return bytes([int(x) for x in text.split(".")])
+_IPPROTO_IP = const(0)          # the same everywhere; the unix port's socket module lacks the name
+_IP_MULTICAST_ALL = const(49)   # Linux only: deliver just the groups this socket joined
 
 
 def open_group_socket(port, iface):
@@ -19,7 +16,8 @@ def open_group_socket(port, iface):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(compat.sockaddr(GROUP, port))
     # struct ip_mreq: the group, then the interface's address (0.0.0.0: the default one).
-    sock.setsockopt(_IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, _ip4(GROUP) + _ip4(iface))
+    mreq = bytes([int(x) for x in (GROUP + "." + iface).split(".")])
+    sock.setsockopt(_IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
     sock.setblocking(False)
     return sock
 

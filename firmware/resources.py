@@ -20,12 +20,8 @@ _LINK_FORMAT = const(40)
 _JSON = const(50)
 _CBOR = const(60)
 
-_ON = b"ON"
-_OFF = b"OFF"
-_FORMATS = (_TEXT_PLAIN, _JSON, _CBOR)
-# A plain GET's answer, built once: returning a fresh tuple per request would allocate.
-_GET_ON = (_CONTENT, _TEXT_PLAIN, _ON)
-_GET_OFF = (_CONTENT, _TEXT_PLAIN, _OFF)
+# Tuples of constants below are constants of the bytecode (no module globals, no allocation):
+# (_TEXT_PLAIN, _JSON, _CBOR) is what /alarm offers; a plain GET's answer is built once, too.
 
 
 def accept_format(req, offered, default):
@@ -40,7 +36,7 @@ def parse_state(cf, body):
     """A PUT body in text, JSON or CBOR -> True/False; None when it says nothing we understand."""
     if cf == _TEXT_PLAIN:
         word = body.strip().upper()
-        return True if word == _ON else False if word == _OFF else None
+        return True if word == b"ON" else False if word == b"OFF" else None
     from firmware import formats  # JSON or CBOR: loaded on first use
     return formats.parse_state(cf, body)
 
@@ -64,12 +60,12 @@ class AlarmResource:
         self.cache = [None, None, None]
 
     def render(self, fmt):
-        i = _FORMATS.index(fmt)
+        i = (_TEXT_PLAIN, _JSON, _CBOR).index(fmt)
         body = self.cache[i]
         if body is None:
             a = self.alarm
             if i == 0:
-                body = _ON if a.on else _OFF
+                body = b"ON" if a.on else b"OFF"
             else:
                 from firmware import formats  # JSON or CBOR: loaded on first use
                 body = formats.alarm(fmt, a.on, self.changed_s, a.source)
@@ -79,17 +75,17 @@ class AlarmResource:
     def handle(self, req):
         code = req.code
         if code == _GET:
-            fmt = accept_format(req, _FORMATS, _TEXT_PLAIN)
+            fmt = accept_format(req, (_TEXT_PLAIN, _JSON, _CBOR), _TEXT_PLAIN)
             if fmt is None:
                 return _NOT_ACCEPTABLE, -1, b"text/plain (0), json (50) or cbor (60)"
             if fmt == _TEXT_PLAIN:
-                return _GET_ON if self.alarm.on else _GET_OFF
+                return (_CONTENT, _TEXT_PLAIN, b"ON") if self.alarm.on else (_CONTENT, _TEXT_PLAIN, b"OFF")
             return _CONTENT, fmt, self.render(fmt)
         if code == _PUT:
             cf = req.opt_uint(_CONTENT_FORMAT, _TEXT_PLAIN)
-            if cf not in _FORMATS:
+            if cf not in (_TEXT_PLAIN, _JSON, _CBOR):
                 return _UNSUPPORTED_CONTENT_FORMAT, -1, b"text/plain (0), json (50) or cbor (60)"
-            fmt = accept_format(req, _FORMATS, cf)
+            fmt = accept_format(req, (_TEXT_PLAIN, _JSON, _CBOR), cf)
             if fmt is None:
                 return _NOT_ACCEPTABLE, -1, b"text/plain (0), json (50) or cbor (60)"
             on = parse_state(cf, req.payload)

@@ -41,9 +41,12 @@ _PROXY_SCHEME = const(39)
 _SIZE1 = const(60)
 
 # Critical options (odd numbers) this server understands; any other gets 4.02 (RFC 7252 5.4.1).
-_KNOWN_CRITICAL = (_IF_MATCH, _URI_HOST, _IF_NONE_MATCH, _URI_PORT, _URI_PATH,
-                   _URI_QUERY, _ACCEPT, _BLOCK2, _BLOCK1, _PROXY_URI,
-                   _PROXY_SCHEME)
+# A bit mask (bit n >> 1 for odd option n, so it stays a small int on a 32-bit board): a
+# const, so no tuple and no global.
+_KNOWN_CRITICAL = const((1 << (_IF_MATCH >> 1)) | (1 << (_URI_HOST >> 1)) | (1 << (_IF_NONE_MATCH >> 1))
+                        | (1 << (_URI_PORT >> 1)) | (1 << (_URI_PATH >> 1)) | (1 << (_URI_QUERY >> 1))
+                        | (1 << (_ACCEPT >> 1)) | (1 << (_BLOCK2 >> 1)) | (1 << (_BLOCK1 >> 1))
+                        | (1 << (_PROXY_URI >> 1)) | (1 << (_PROXY_SCHEME >> 1)))
 _MAX_SZX = const(6)          # 1024-byte blocks at most
 _SERVICE_LIMIT_MS = const(1000)
 # Room for header, token and options on top of the largest accepted body. The receive buffer
@@ -211,7 +214,7 @@ class Server:
         nums = req.nums
         for k in range(req.count):  # an index scan: no option list is built
             num = nums[k]
-            if num & 1 and num not in _KNOWN_CRITICAL:
+            if num & 1 and (num > _PROXY_SCHEME or not (_KNOWN_CRITICAL >> (num >> 1)) & 1):
                 if req.mtype == _NON:
                     if not mcast:
                         self._reset(req.mid, addr)  # rejecting a NON (RFC 7252 5.4.1)

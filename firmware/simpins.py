@@ -1,8 +1,6 @@
 # Simulated GPIO for the host: output levels are printed, input pins are driven from the console.
 import sys
 
-PINS = {}
-
 
 class SimPin:
     def __init__(self, number, mode, pull=None):
@@ -11,7 +9,6 @@ class SimPin:
         # An input with a pull-up idles high, like the ESP32's BOOT button.
         self.level = 1 if pull == "up" else 0
         self.handler = None
-        PINS[number] = self
 
     def value(self, v=None):
         if v is None:
