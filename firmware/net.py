@@ -170,3 +170,9 @@ def start(cfg, network=None):
     wlan.active(True)
     return Link(wlan, cfg["wifi_ssid"], cfg["wifi_password"], cfg["port"],
                 cfg["wifi_timeout_s"] * 1000, failures=failures(network))
+
+
+def rssi():
+    """The station's signal strength in dBm (for /health)."""
+    import network
+    return network.WLAN(network.STA_IF).status("rssi")

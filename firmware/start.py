@@ -16,40 +16,6 @@ def load_config(path):
     return cfg
 
 
-def _rssi():
-    import network
-    return network.WLAN(network.STA_IF).status("rssi")
-
-
-def pin_factory(machine):
-    """Return make(number, mode, pull) for real pins (machine) or simulated ones (None)."""
-    if machine is None:
-        from firmware import simpins
-        return simpins.SimPin
-    Pin = machine.Pin
-    pulls = {"up": Pin.PULL_UP, "down": Pin.PULL_DOWN}
-
-    def make(number, mode, pull=None):
-        if mode == "out":
-            return Pin(number, Pin.OUT)
-        if pull in pulls:
-            return Pin(number, Pin.IN, pulls[pull])
-        return Pin(number, Pin.IN)
-
-    return make
-
-
-def reset_cause(machine):
-    """The last reset cause as a word for /health, or None where there is no such thing (host)."""
-    if machine is None or not hasattr(machine, "reset_cause"):
-        return None
-    cause = machine.reset_cause()
-    for name in ("PWRON", "HARD", "WDT", "DEEPSLEEP", "SOFT"):
-        if getattr(machine, name + "_RESET", None) == cause:
-            return name.lower()
-    return str(cause)
-
-
 def wire(app, cfg, machine, sock, ip, on):
     """App.__init__: build the parts and connect them. The App keeps the few settings it needs
     at run time, not the config dict."""
@@ -65,7 +31,14 @@ def wire(app, cfg, machine, sock, ip, on):
     app.follow = cfg["multicast"] and cfg["bind"] == "0.0.0.0"
     app.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
     app.uptime = Uptime(compat.ticks_ms)
-    make_pin = pin_factory(machine)
+    if machine is None:
+        from firmware.simpins import SimPin as make_pin
+        reset = rssi = None
+    else:
+        from firmware import board, net
+        make_pin = board.pin_factory(machine)
+        reset = board.reset_cause(machine)
+        rssi = net.rssi
     app.output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
     app.output.set(app.alarm.on)
     app.alarm.listeners.append(app.output.set)
@@ -74,7 +47,7 @@ def wire(app, cfg, machine, sock, ip, on):
         app.input = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
                           cfg["input_active_low"], cfg["input_debounce_ms"], app._raise)
     app.alarm_resource = AlarmResource(app.alarm, cfg["max_payload"], app.uptime)
-    app.health = HealthResource(app.uptime, VERSION, reset_cause(machine), _rssi if machine else None)
+    app.health = HealthResource(app.uptime, VERSION, reset, rssi)
     resources = [app.alarm_resource, app.health]
     app.wkc = WellKnownCore(resources)
     resources.append(app.wkc)
@@ -125,24 +98,6 @@ def multicast(app, bind, join):
     return sock
 
 
-def _bring_up(cfg, machine, on, tasks):
-    """On a board: drive the output, then the network. Returns (IP address or None, Link or None)."""
-    from firmware import net
-    from firmware.hardware import Output
-    # The restored state reaches the pin first: Wi-Fi can take many seconds.
-    Output(pin_factory(machine)(cfg["output_pin"], "out"), cfg["output_active_high"]).set(on)
-    try:
-        link = net.start(cfg)  # the station's interface, or the access point
-    except OSError as e:  # a Wi-Fi driver error: the pins still work without a network
-        log.error("Wi-Fi: cannot start (%r); running without a network", e)
-        return None, None
-    if link is None:
-        return net.AP_IP, None
-    tasks.append(link.run())  # keeps reconnecting while CoAP is served
-    import time
-    return (link.ip if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms) else None), link
-
-
 def main():
     """Bring everything up; return the App's serve(), to be called once this module is gone.
 
@@ -153,8 +108,9 @@ def main():
     log.set_level(cfg["log_level"])
     machine = compat.machine
     if machine is not None:
-        from firmware import watchdog
-        log.info("reset cause: %s", watchdog.reset_cause(machine))
+        # Boot steps only a board has: their code (and its names) never loads on the host.
+        from firmware import board
+        board.log_reset(machine)
     on = False
     store = None
     if cfg["persist"]:
@@ -164,7 +120,7 @@ def main():
     ip = link = None
     extra = []
     if machine is not None:
-        ip, link = _bring_up(cfg, machine, on, extra)
+        ip, link = board.bring_up(cfg, machine, on, extra)
     app = App(cfg, machine, ip=ip, on=on)
     if link is not None:
         link.on_up = app.network_up  # e.g. re-register at the directory
@@ -172,9 +128,8 @@ def main():
         app.alarm.listeners.append(store.save)
     wdt = None
     if machine is not None:
-        wdt = watchdog.start(machine, cfg["watchdog_s"])
-        if wdt is not None:
-            extra.append(watchdog.feed(wdt, 1000))
+        wdt = board.watchdog(machine, cfg["watchdog_s"], extra)
+        firmware.unload("board")
     if machine is None:
         ip = "127.0.0.1" if cfg["bind"] == "0.0.0.0" else cfg["bind"]
     print("coap-alarm %s serving coap://%s:%d/alarm" % (VERSION, ip or "(waiting for Wi-Fi)", cfg["port"]))
