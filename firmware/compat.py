@@ -3,9 +3,7 @@
 import sys
 import time
 
-MICROPYTHON = sys.implementation.name == "micropython"
-
-if MICROPYTHON:
+if sys.implementation.name == "micropython":
     import asyncio
     from micropython import const
 

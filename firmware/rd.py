@@ -3,7 +3,7 @@
 # lifetime runs out, register afresh when a refresh is refused or the directory stops answering
 # (a network drop). Sends through the server's socket; the server hands back our responses
 # (matched by token) and tells us when the message layer gave up (failed()).
-from firmware import coap, log
+from firmware import coap, compat, log
 from firmware.compat import const, ticks_add, ticks_diff
 
 # CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -23,6 +23,18 @@ _RETRY_MIN_S = 10
 _RETRY_MAX_S = 600
 _EXCHANGE_MS = 250000     # longer than all retransmissions (RFC 7252 4.8.2): then give up
 _WAIT_MS = 60000          # for a separate response after an empty ACK
+
+
+def attach(app, cfg):
+    """At boot: register at the directory cfg names, through the app's server."""
+    try:
+        addr = compat.sockaddr(cfg["rd_host"], cfg["rd_port"])
+    except OSError as e:
+        log.warning("rd: cannot resolve %s: %s; not registering", cfg["rd_host"], e)
+        return
+    app.rd = RdClient(app.server, addr, cfg["rd_ep"] or cfg["hostname"], cfg["rd_lifetime_s"],
+                      app.wkc.render)
+    app.server.client = app.rd
 
 
 class RdClient:

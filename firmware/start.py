@@ -1,9 +1,13 @@
 # Boot-only code: read the config, bring up pins and network, wire the parts into an App.
-# main() frees this module (and the config validator, and the multicast set-up) before the
+# main() frees this module (and the config validator, and board.py) before the
 # loop runs forever, so none of this code holds RAM afterwards.
 import firmware
 from firmware import VERSION, compat, log
 from firmware.app import App, open_socket
+from firmware.compat import const
+
+_IPPROTO_IP = const(0)          # the same everywhere; the unix port's socket module lacks the name
+_IP_MULTICAST_ALL = const(49)   # Linux only
 
 CONFIG_ENV = "COAP_ALARM_CONFIG"   # host only: where the simulator puts its config.json
 
@@ -68,33 +72,40 @@ def wire(app, cfg, machine, sock, ip, on):
     app.alarm.listeners.append(app._changed)
     app.rd = None
     if cfg["rd_host"]:
-        try:
-            addr = compat.sockaddr(cfg["rd_host"], cfg["rd_port"])
-        except OSError as e:
-            log.warning("rd: cannot resolve %s: %s; not registering", cfg["rd_host"], e)
-        else:
-            from firmware.rd import RdClient
-            app.rd = RdClient(app.server, addr, cfg["rd_ep"] or cfg["hostname"],
-                              cfg["rd_lifetime_s"], app.wkc.render)
-            app.server.client = app.rd
+        from firmware import rd
+        rd.attach(app, cfg)
     compat.gc_early()
 
 
 def multicast(app, bind, join):
-    """Keep group traffic off the unicast socket; join the group. Returns the group socket or None."""
-    from firmware import mcast
+    """Keep group traffic off the unicast socket; join All-CoAP-Nodes (RFC 7252 12.8).
+    Returns the group socket, or None."""
+    import socket
     if bind == "0.0.0.0":
         # Group requests must never reach the unicast socket, joined or not (no 4.04 floods).
-        mcast.keep_wildcard_out(app.sock)
-    sock = None
-    if join:
-        port = app.port
+        # Linux (IP_MULTICAST_ALL off): deliver just the groups a socket joined. Elsewhere the
+        # board binds the unicast socket to its own address instead.
         try:
-            sock = mcast.open_group_socket(port, bind)
-            log.info("joined %s on port %d", mcast.GROUP, port)
-        except OSError as e:  # no multicast route (yet): unicast keeps working
-            log.warning("cannot join %s: %s", mcast.GROUP, e)
-    firmware.unload("mcast")  # boot-only code: give its RAM back
+            app.sock.setsockopt(_IPPROTO_IP, _IP_MULTICAST_ALL, 0)
+        except OSError:
+            pass
+    if not join:
+        return None
+    group = "224.0.1.187"
+    try:
+        # A receive-only socket bound to the group, so whatever it reads was sent to the group.
+        # Replies go out of the unicast socket, from our own address.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(compat.sockaddr(group, app.port))
+        # struct ip_mreq: the group, then the interface's address (0.0.0.0: the default one).
+        mreq = bytes([int(x) for x in (group + "." + bind).split(".")])
+        sock.setsockopt(_IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        sock.setblocking(False)
+    except OSError as e:  # no multicast route (yet): unicast keeps working
+        log.warning("cannot join %s: %s", group, e)
+        return None
+    log.info("joined %s on port %d", group, app.port)
     return sock
 
 

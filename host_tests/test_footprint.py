@@ -31,7 +31,7 @@ def test_boot_code_is_freed_under_micropython(tmp_path):
             "from firmware import start\n"
             "serve = start.main()\n"
             "del start\n"
-            "left = [m for m in ('start', 'config', 'mcast') if 'firmware.' + m in sys.modules "
+            "left = [m for m in ('start', 'config', 'board') if 'firmware.' + m in sys.modules "
             "or hasattr(firmware, m)]\n"
             "print('LEFT', left, callable(serve))\n") % ROOT
     cfg = tmp_path / "config.json"
