@@ -33,30 +33,28 @@ class App:
         """Call when the network (re)connects, with our address: DHCP may have given a new one,
         and the directory may have lost us meanwhile."""
         if ip and self.follow and ip != self.bound and self.rx:
-            self._rebind(ip)
+            # The unicast socket is bound to our address (see start.wire): follow the new one.
+            try:
+                sock = open_socket(ip, self.port)
+            except OSError as e:
+                sock = None
+                log.error("cannot listen on %s: %s", ip, e)
+            if sock is not None:
+                log.info("address changed: now serving coap://%s:%d/alarm", ip, self.port)
+                self.rx.cancel()
+                self.sock.close()
+                self.sock = self.server.sock = sock
+                self.bound = ip
+                self.rx = asyncio.create_task(self.receive(sock))
+                if self.group_sock is None:  # Wi-Fi was not up at boot: join the group now
+                    import firmware
+                    from firmware import start
+                    self.group_sock = start.multicast(self, ip, True)
+                    firmware.unload("start")  # boot code, needed once more: free it again
+                    if self.group_sock is not None:
+                        asyncio.create_task(self.receive(self.group_sock, True))
         if self.rd is not None:
             self.rd.restart()
-
-    def _rebind(self, ip):
-        # The unicast socket is bound to our address (see __init__): follow the new one.
-        try:
-            sock = open_socket(ip, self.port)
-        except OSError as e:
-            log.error("cannot listen on %s: %s", ip, e)
-            return
-        log.info("address changed: now serving coap://%s:%d/alarm", ip, self.port)
-        self.rx.cancel()
-        self.sock.close()
-        self.sock = self.server.sock = sock
-        self.bound = ip
-        self.rx = asyncio.create_task(self.receive(sock))
-        if self.group_sock is None:  # Wi-Fi was not up at boot: join the group now
-            import firmware
-            from firmware import start
-            self.group_sock = start.multicast(self, ip, True)
-            firmware.unload("start")  # boot code, needed once more: give its RAM back again
-            if self.group_sock is not None:
-                asyncio.create_task(self.receive(self.group_sock, True))
 
     async def receive(self, sock, mcast=False):
         server = self.server

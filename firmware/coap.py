@@ -38,15 +38,15 @@ class Reader:
 
     The server keeps one and load()s every request into it; values are sliced out only on
     demand. Reads like a Message (mtype, code, mid, token, payload, opt, opt_uint, options).
-    A message with more than `max_options` options is refused with CoapError.
+    A message with more than `size` options is refused with CoapError.
     """
 
-    def __init__(self, max_options=32):
+    def __init__(self, size=32):
         from array import array
-        self.max = max_options
-        self.nums = array("H", bytes(2 * max_options))
-        self.starts = array("H", bytes(2 * max_options))
-        self.ends = array("H", bytes(2 * max_options))
+        self.max = size
+        self.nums = array("H", bytes(2 * size))
+        self.starts = array("H", bytes(2 * size))
+        self.ends = array("H", bytes(2 * size))
         self.count = 0
         self.data = b""
         self.tkl = 0

@@ -12,7 +12,7 @@ if sys.implementation.name == "micropython":
     ticks_diff = time.ticks_diff
     sleep_ms = asyncio.sleep_ms
 
-    class _Readable:
+    class readable:
         # Awaitable that parks the task until the socket is readable (asyncio's own IO queue).
         def __init__(self, sock):
             self.sock = sock
@@ -20,7 +20,6 @@ if sys.implementation.name == "micropython":
         def __iter__(self):
             yield asyncio.core._io_queue.queue_read(self.sock)
 
-    readable = _Readable
 
     def pending(sock):
         """A function telling, without blocking or allocating, whether sock has data to read."""

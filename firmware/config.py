@@ -109,11 +109,6 @@ def validate(raw, report=print):
             cfg[key] = value
         else:
             report("config: %s = %r is not %s; using default %r" % (key, value, want, DEFAULTS[key]))
-    _cross_check(cfg, report)
-    return cfg
-
-
-def _cross_check(cfg, report):
     # Keys that are fine alone but not together.
     pin = cfg["input_pin"]
     if pin is not None and pin == cfg["output_pin"]:
@@ -123,6 +118,7 @@ def _cross_check(cfg, report):
         report("config: GPIO%d has no internal pull resistor; input_pull set to null "
                "(fit an external resistor)" % pin)
         cfg["input_pull"] = None
+    return cfg
 
 
 def load(path="config.json", report=print):

@@ -40,10 +40,10 @@ def health(res, fmt):
         up, "null" if heap is None else heap, n, "null" if rssi is None else rssi) + res.tail).encode()
 
 
-def parse_state(cf, body):
+def parse_state(fmt, body):
     """A JSON or CBOR PUT body -> True/False; None when it says nothing we understand."""
     try:
-        if cf == _JSON:
+        if fmt == _JSON:
             import json
             v = json.loads(body)
         else:

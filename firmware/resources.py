@@ -24,21 +24,21 @@ _CBOR = const(60)
 # (_TEXT_PLAIN, _JSON, _CBOR) is what /alarm offers; a plain GET's answer is built once, too.
 
 
-def accept_format(req, offered, default):
+def accept_format(req, formats, default):
     """The Content-Format to answer in: Accept if it is offered, default without Accept, else None."""
     accept = req.opt_uint(_ACCEPT)
     if accept is None:
         return default
-    return accept if accept in offered else None
+    return accept if accept in formats else None
 
 
-def parse_state(cf, body):
+def parse_state(fmt, body):
     """A PUT body in text, JSON or CBOR -> True/False; None when it says nothing we understand."""
-    if cf == _TEXT_PLAIN:
+    if fmt == _TEXT_PLAIN:
         word = body.strip().upper()
         return True if word == b"ON" else False if word == b"OFF" else None
     from firmware import formats  # JSON or CBOR: loaded on first use
-    return formats.parse_state(cf, body)
+    return formats.parse_state(fmt, body)
 
 
 class AlarmResource:

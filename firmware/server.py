@@ -3,8 +3,7 @@
 # so tests can drive it with a fake socket and a fake clock.
 from firmware import coap, log
 from firmware.compat import const, ticks_add, ticks_diff, addr_str
-from firmware.messages import DedupCache, Outbox
-from firmware.observers import ObserverTable
+from firmware.messages import DedupCache, ObserverTable, Outbox
 
 # CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
 _CON = const(0)
@@ -262,7 +261,7 @@ class Server:
             if obs is not None:
                 if obs == 0 and code == _CONTENT:
                     if self.observers.add(addr, req.token, res, fmt, now) >= 0:
-                        observe = self._next_seq()
+                        self.seq = observe = (self.seq + 1) & 0xFFFFFF
                         log.info("observer %s on /%s (%d/%d)", addr_str(addr), res.path.decode(),
                                  len(self.observers), self.observers.capacity)
                     else:
@@ -320,18 +319,14 @@ class Server:
 
     # -- observers -------------------------------------------------------------------------
 
-    def _next_seq(self):
-        self.seq = (self.seq + 1) & 0xFFFFFF
-        return self.seq
-
     def changed(self, resource):
         """A resource's state changed: its observers are owed a notification (sent by service())."""
         if self.observers.mark(resource):
             self.pending = True
 
-    def _drop(self, i, why):
+    def _drop(self, i, reason):
         obs = self.observers
-        log.info("observer %s removed: %s", addr_str(obs.addrs[i]), why)
+        log.info("observer %s removed: %s", addr_str(obs.addrs[i]), reason)
         j = self.outbox.find_tag(i)
         if j >= 0:
             self.outbox.free(j)
@@ -363,7 +358,8 @@ class Server:
         fmt = obs.formats[i]
         w = self.writer
         w.header(mtype, _CONTENT, mid, obs.tokens[i])
-        w.option_uint(_OBSERVE, self._next_seq())
+        self.seq = (self.seq + 1) & 0xFFFFFF  # the Observe sequence number (RFC 7641 4.4)
+        w.option_uint(_OBSERVE, self.seq)
         w.option_uint(_CONTENT_FORMAT, fmt)
         w.option_uint(_MAX_AGE, self.max_age)
         w.payload(obs.resources[i].render(fmt))

@@ -56,8 +56,8 @@ def command(line, alarm, input_pin, active_low, stats=None):
     return HELP
 
 
-async def console(alarm, input_pin, active_low, after, stats=None):
-    """Read commands from stdin until it closes. after() runs once per command."""
+async def console(alarm, input_pin, active_low, service, stats=None):
+    """Read commands from stdin until it closes. service() runs once per command."""
     from firmware.compat import readable
     while True:
         await readable(sys.stdin)
@@ -67,4 +67,4 @@ async def console(alarm, input_pin, active_low, after, stats=None):
         out = command(line, alarm, input_pin, active_low, stats)
         if out:
             print("[sim] " + out)
-        after()
+        service()
