@@ -47,17 +47,18 @@ def _gpio(v):
     return 0 <= v <= 39 and v not in (20, 24, 28, 29, 30, 31) and not 6 <= v <= 11
 
 
-# key: (type or tuple of types, check or None, what a good value looks like)
+# key: (type or tuple of types, check or None, what a good value looks like), or for an integer
+# just (lowest, highest): fewer functions and strings to load at boot.
 
 
 SCHEMA = {
     "wifi_ssid": (str, lambda v: len(v) <= 32, "a string of at most 32 characters"),
     "wifi_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 64, "empty, or 8 to 64 characters"),
-    "wifi_timeout_s": (int, lambda v: 1 <= v <= 120, "an integer from 1 to 120"),
+    "wifi_timeout_s": (1, 120),
     "ap_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 64, "empty, or 8 to 64 characters"),
     "hostname": (str, lambda v: 0 < len(v) <= 32, "a non-empty string of at most 32 characters"),
     "bind": (str, lambda v: len(v) > 0, "an IP address such as 0.0.0.0"),
-    "port": (int, lambda v: 1 <= v <= 65535, "an integer from 1 to 65535"),
+    "port": (1, 65535),
     "output_pin": (int, lambda v: _gpio(v) and v < 34,
                    "an ESP32 GPIO that can drive an output (0-5, 12-19, 21-23, 25-27, 32-33)"),
     "output_active_high": (bool, None, "true or false"),
@@ -65,24 +66,24 @@ SCHEMA = {
                   "an ESP32 GPIO (0-5, 12-19, 21-23, 25-27, 32-33, 34-39), or null"),
     "input_pull": ((str, type(None)), lambda v: v in ("up", "down", None), '"up", "down" or null'),
     "input_active_low": (bool, None, "true or false"),
-    "input_debounce_ms": (int, lambda v: 0 <= v <= 10000, "an integer from 0 to 10000"),
-    "max_observers": (int, lambda v: 1 <= v <= 64, "an integer from 1 to 64"),
-    "dedup_entries": (int, lambda v: 1 <= v <= 256, "an integer from 1 to 256"),
-    "max_payload": (int, lambda v: 16 <= v <= 1024, "an integer from 16 to 1024"),
-    "max_datagram": (int, lambda v: 64 <= v <= 1500, "an integer from 64 to 1500"),
-    "notify_con_every": (int, lambda v: 1 <= v <= 100, "an integer from 1 to 100"),
-    "keepalive_s": (int, lambda v: 10 <= v <= 86400, "an integer from 10 to 86400"),
+    "input_debounce_ms": (0, 10000),
+    "max_observers": (1, 64),
+    "dedup_entries": (1, 256),
+    "max_payload": (16, 1024),
+    "max_datagram": (64, 1500),
+    "notify_con_every": (1, 100),
+    "keepalive_s": (10, 86400),
     "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"),
                   "one of debug, info, warning, error"),
     "persist": (bool, None, "true or false"),
     "watchdog_s": (int, lambda v: v == 0 or 5 <= v <= 3600, "0 (off), or an integer from 5 to 3600"),
     "multicast": (bool, None, "true or false"),
-    "multicast_leisure_ms": (int, lambda v: 0 <= v <= 60000, "an integer from 0 to 60000"),
-    "health_period_s": (int, lambda v: 1 <= v <= 86400, "an integer from 1 to 86400"),
+    "multicast_leisure_ms": (0, 60000),
+    "health_period_s": (1, 86400),
     "rd_host": (str, lambda v: len(v) <= 64, "an IP address or host name, or empty"),
-    "rd_port": (int, lambda v: 1 <= v <= 65535, "an integer from 1 to 65535"),
+    "rd_port": (1, 65535),
     "rd_ep": (str, lambda v: len(v) <= 63, "a string of at most 63 characters"),
-    "rd_lifetime_s": (int, lambda v: 4 <= v <= 86400, "an integer from 4 to 86400"),
+    "rd_lifetime_s": (4, 86400),
 }
 
 
@@ -98,13 +99,18 @@ def validate(raw, report=print):
         if rule is None:
             report("config: unknown key %r ignored" % (key,))
             continue
-        types, check, want = rule
+        if len(rule) == 2:  # an integer range
+            types, check, want = int, None, "an integer from %d to %d" % rule
+        else:
+            types, check, want = rule
         if not isinstance(types, tuple):
             types = (types,)
         # bool is an int in Python: never accept true/false where a number belongs.
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if ok and check is not None:
             ok = check(value)
+        if ok and len(rule) == 2:
+            ok = rule[0] <= value <= rule[1]
         if ok:
             cfg[key] = value
         else:

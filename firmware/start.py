@@ -17,6 +17,9 @@ def load_config(path):
     from firmware import config
     cfg = config.load(path)
     firmware.unload("config")
+    del config
+    import gc
+    gc.collect()  # now, before anything is loaded on top of its RAM: less fragmentation
     return cfg
 
 
