@@ -1,6 +1,8 @@
 # Block1 reassembly (RFC 7959 2.5) of request bodies up to max_payload bytes.
 # One transfer at a time: a new block 0 from anyone replaces an unfinished one, so the
 # state is one buffer of at most max_payload bytes, whatever clients send.
+# Also the server's other rare size paths: Block2 slicing of a reply, and 4.13 (with Size1)
+# for a datagram that filled the receive buffer. Loaded on first use, not at boot.
 from firmware import coap
 from firmware.compat import const, ticks_diff
 
@@ -13,6 +15,10 @@ _REQUEST_ENTITY_TOO_LARGE = const(0x8D)
 _BLOCK1 = const(27)
 _SIZE1 = const(60)
 
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_MAX_SZX = const(6)          # 1024-byte blocks at most
 _STALE_MS = 60000   # an unfinished transfer older than this is forgotten
 
 
@@ -58,3 +64,40 @@ class Block1:
         req.payload = bytes(self.buf)
         self.clear()
         return None, coap.block_encode(num, False, szx)
+
+
+def block2(b2, payload):
+    """Block2 (RFC 7959 2.4) for a 2.xx reply. b2: the request's Block2 value or None.
+    Returns (False, block of payload, Block2 value, Size2 or -1), or (True, diagnostic, -1, -1)
+    when the request must get 4.02."""
+    num, szx = 0, _MAX_SZX
+    if b2 is not None:
+        num, _more, szx = coap.block_decode(b2)
+        if szx == 7:
+            return True, b"Block2 SZX 7 is reserved", -1, -1
+        if szx > _MAX_SZX:
+            szx = _MAX_SZX
+    size = 16 << szx
+    start = num * size
+    if start and start >= len(payload):
+        return True, b"block beyond the end", -1, -1
+    more = start + size < len(payload)
+    return False, payload[start:start + size], coap.block_encode(num, more, szx), \
+        len(payload) if num == 0 and more else -1
+
+
+def too_large(server, data, addr):
+    """The datagram filled the receive buffer, so it may have been cut: answer a request 4.13
+    from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one. False when
+    it is not a request (the codec decides what it is)."""
+    tkl = data[0] & 15
+    mtype = (data[0] >> 4) & 3
+    if data[0] >> 6 != 1 or tkl > 8 or not 1 <= data[1] < 32 or mtype > _NON:
+        return False
+    w = server.writer
+    mid = (data[2] << 8) | data[3]
+    w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
+             mid if mtype == _CON else server.next_mid(), bytes(data[4:4 + tkl]))
+    w.option_uint(_SIZE1, server.max_payload)
+    server.send(w.view(), addr)
+    return True

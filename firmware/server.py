@@ -46,7 +46,7 @@ _KNOWN_CRITICAL = const((1 << (_IF_MATCH >> 1)) | (1 << (_URI_HOST >> 1)) | (1 <
                         | (1 << (_URI_PORT >> 1)) | (1 << (_URI_PATH >> 1)) | (1 << (_URI_QUERY >> 1))
                         | (1 << (_ACCEPT >> 1)) | (1 << (_BLOCK2 >> 1)) | (1 << (_BLOCK1 >> 1))
                         | (1 << (_PROXY_URI >> 1)) | (1 << (_PROXY_SCHEME >> 1)))
-_MAX_SZX = const(6)          # 1024-byte blocks at most
+_MAX_SZX = const(6)          # 1024-byte blocks at most (Block2 itself: blockwise.py)
 _SERVICE_LIMIT_MS = const(1000)
 # Room for header, token and options on top of the largest accepted body. The receive buffer
 # is that big and no bigger: a 1152-byte buffer per datagram fragments a small heap (RFC 7252
@@ -122,8 +122,10 @@ class Server:
 
     def _datagram(self, data, addr):
         now = self.clock()
-        if len(data) >= self.rx_size and self._too_large(data, addr):
-            return
+        if len(data) >= self.rx_size:
+            from firmware.blockwise import too_large  # rare: loaded on first use
+            if too_large(self, data, addr):
+                return
         try:
             msg = self.reader.load(data)
         except coap.CoapError as e:
@@ -174,21 +176,6 @@ class Server:
         self.send(out, addr)
         # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
         self.dedup.add(addr, msg.mid, now, out if mtype == _CON else None)
-
-    def _too_large(self, data, addr):
-        # The datagram filled the receive buffer, so it may have been cut: answer a request
-        # 4.13 from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one.
-        tkl = data[0] & 15
-        mtype = (data[0] >> 4) & 3
-        if data[0] >> 6 != 1 or tkl > 8 or not 1 <= data[1] < 32 or mtype > _NON:
-            return False  # not a request: the codec decides what it is
-        w = self.writer
-        mid = (data[2] << 8) | data[3]
-        w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
-                 mid if mtype == _CON else self.next_mid(), bytes(data[4:4 + tkl]))
-        w.option_uint(_SIZE1, self.max_payload)
-        self.send(w.view(), addr)
-        return True
 
     def _multicast(self, data, addr):
         # A request to the All-CoAP-Nodes group: NON only, answered after a random leisure
@@ -279,22 +266,10 @@ class Server:
         if code >> 5 == 2:
             b2 = req.opt(_BLOCK2)
             if b2 is not None or len(payload) > (16 << _MAX_SZX):
-                num, szx = 0, _MAX_SZX
-                if b2 is not None:
-                    num, _more, szx = coap.block_decode(b2)
-                    if szx == 7:
-                        return self._reply(req, _BAD_OPTION, -1, b"Block2 SZX 7 is reserved")
-                    if szx > _MAX_SZX:
-                        szx = _MAX_SZX
-                size = 16 << szx
-                start = num * size
-                if start and start >= len(payload):
-                    return self._reply(req, _BAD_OPTION, -1, b"block beyond the end")
-                more = start + size < len(payload)
-                block = coap.block_encode(num, more, szx)
-                if num == 0 and more:
-                    size2 = len(payload)
-                payload = payload[start:start + size]
+                from firmware.blockwise import block2  # rare: loaded on first use
+                bad, payload, block, size2 = block2(b2, payload)
+                if bad:
+                    return self._reply(req, _BAD_OPTION, -1, payload)
         w = self.writer
         if req.mtype == _CON:
             w.reply_header(_ACK, code, req.mid, req)

@@ -25,39 +25,20 @@ def load_config(path):
 
 def wire(app, cfg, machine, sock, ip, on):
     """App.__init__: build the parts and connect them. The App keeps the few settings it needs
-    at run time, not the config dict."""
+    at run time, not the config dict.
+
+    The server comes first: its tables are the largest allocations, and they find room best
+    right after the config validator has been freed, before more code is loaded (a 64k heap
+    fragments: later a 400-byte table may find no hole big enough)."""
     import random
-    from firmware.alarm import Alarm
     from firmware.hardware import Input, Output
-    from firmware.health import HealthResource, Uptime
-    from firmware.resources import AlarmResource, WellKnownCore
+    if machine is None:
+        from firmware.simpins import SimPin as make_pin
     from firmware.server import Server
     app.port = cfg["port"]
     app.health_period = cfg["health_period_s"]
     # With multicast on a wildcard bind, the unicast socket follows our address (network_up).
     app.follow = cfg["multicast"] and cfg["bind"] == "0.0.0.0"
-    app.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
-    app.uptime = Uptime(compat.ticks_ms)
-    if machine is None:
-        from firmware.simpins import SimPin as make_pin
-        reset = rssi = None
-    else:
-        from firmware import board, net
-        make_pin = board.pin_factory(machine)
-        reset = board.reset_cause(machine)
-        rssi = net.rssi
-    app.output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
-    app.output.set(app.alarm.on)
-    app.alarm.listeners.append(app.output.set)
-    app.input = None
-    if cfg["input_pin"] is not None:
-        app.input = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
-                          cfg["input_active_low"], cfg["input_debounce_ms"], app._raise)
-    app.alarm_resource = AlarmResource(app.alarm, cfg["max_payload"], app.uptime)
-    app.health = HealthResource(app.uptime, VERSION, reset, rssi)
-    resources = [app.alarm_resource, app.health]
-    app.wkc = WellKnownCore(resources)
-    resources.append(app.wkc)
     bind = cfg["bind"]
     group = cfg["multicast"]
     if group and bind == "0.0.0.0" and ip:
@@ -70,8 +51,34 @@ def wire(app, cfg, machine, sock, ip, on):
     app.group_sock = None
     if sock is None and (group or bind == "0.0.0.0"):
         app.group_sock = multicast(app, bind, group)
-    app.server = Server(app.sock, cfg, resources, compat.ticks_ms, random.getrandbits)
-    app.health.observers = app.server.observers
+    app.server = server = Server(app.sock, cfg, (), compat.ticks_ms, random.getrandbits)
+    from firmware.alarm import Alarm
+    from firmware.health import HealthResource, Uptime
+    from firmware.resources import AlarmResource, WellKnownCore
+    app.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
+    app.uptime = Uptime(compat.ticks_ms)
+    reset = rssi = None
+    if machine is not None:
+        from firmware import board, net
+        reset = board.reset_cause(machine)
+        rssi = net.rssi
+    app.alarm_resource = AlarmResource(app.alarm, cfg["max_payload"], app.uptime)
+    app.health = HealthResource(app.uptime, VERSION, reset, rssi)
+    resources = [app.alarm_resource, app.health]
+    app.wkc = WellKnownCore(resources)
+    resources.append(app.wkc)
+    for r in resources:
+        server.routes[r.path] = r
+    app.health.observers = server.observers
+    if machine is not None:
+        make_pin = board.pin_factory(machine)
+    app.output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
+    app.output.set(app.alarm.on)
+    app.alarm.listeners.append(app.output.set)
+    app.input = None
+    if cfg["input_pin"] is not None:
+        app.input = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
+                          cfg["input_active_low"], cfg["input_debounce_ms"], app._raise)
     app.alarm.listeners.append(app._changed)
     app.rd = None
     if cfg["rd_host"]:
