@@ -19,12 +19,12 @@ _CON = const(0)
 _NON = const(1)
 _ACK = const(2)
 _MAX_SZX = const(6)          # 1024-byte blocks at most
-_STALE_MS = 60000   # an unfinished transfer older than this is forgotten
+_STALE_MS = const(60000)   # an unfinished transfer older than this is forgotten
 
 
 class Block1:
-    def __init__(self, max_body):
-        self.max_body = max_body
+    def __init__(self, max_payload):
+        self.max_payload = max_payload
         self.addr = None
         self.path = None
         self.buf = None
@@ -44,7 +44,7 @@ class Block1:
         data = req.payload
         total = req.opt_uint(_SIZE1)
         end = num * size + len(data)
-        if end > self.max_body or (total is not None and total > self.max_body):
+        if end > self.max_payload or (total is not None and total > self.max_payload):
             self.clear()
             return _REQUEST_ENTITY_TOO_LARGE, -1
         if more and len(data) != size:

@@ -20,6 +20,12 @@ def reset_cause(machine):
     return str(cause)
 
 
+def health(machine):
+    """What /health reports of the board: (reset cause, fn() -> RSSI)."""
+    from firmware import net
+    return reset_cause(machine), net.rssi
+
+
 def pin_factory(machine):
     """Return make(number, mode, pull) for real pins."""
     Pin = machine.Pin

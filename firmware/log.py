@@ -8,20 +8,25 @@ def set_level(name):
     _threshold = names.index(name) * 10 + 10 if name in names else 20
 
 
+def _out(level, msg, args):
+    # One prefix string, not four: every distinct short string is an interned name (RAM).
+    print("DIWE"[level] + " " + (msg % args if args else msg))
+
+
 def debug(msg, *args):
     if _threshold <= 10:
-        print("D " + (msg % args if args else msg))
+        _out(0, msg, args)
 
 
 def info(msg, *args):
     if _threshold <= 20:
-        print("I " + (msg % args if args else msg))
+        _out(1, msg, args)
 
 
 def warning(msg, *args):
     if _threshold <= 30:
-        print("W " + (msg % args if args else msg))
+        _out(2, msg, args)
 
 
 def error(msg, *args):
-    print("E " + (msg % args if args else msg))
+    _out(3, msg, args)

@@ -53,9 +53,10 @@ class AlarmResource:
         # "changed" in JSON/CBOR: seconds since the firmware started, taken at the change.
         self.changed_s = self.uptime()
         self.cache = [None, None, None]   # rendered text/JSON/CBOR, until the state changes
-        alarm.listeners.insert(0, self._on_change)
+        alarm.listeners.insert(0, self.changed)
 
-    def _on_change(self, on, source):
+    def changed(self, on, source):
+        # Alarm listener: the state moved on, so the cached bodies are stale.
         self.changed_s = self.uptime()
         self.cache = [None, None, None]
 

@@ -45,7 +45,7 @@ def command(line, alarm, input_pin, active_low, stats=None):
             return "no input pin configured"
         active = word == "press"
         input_pin.drive((0 if active else 1) if active_low else (1 if active else 0))
-        return "input GPIO%d %s" % (input_pin.number, "pressed" if active else "released")
+        return "input GPIO%d %sd" % (input_pin.number, word if word.endswith("e") else word + "e")
     if word in ("on", "off"):
         alarm.set(word == "on", "console")
         return "alarm " + word.upper()

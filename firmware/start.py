@@ -9,7 +9,6 @@ from firmware.compat import const
 _IPPROTO_IP = const(0)          # the same everywhere; the unix port's socket module lacks the name
 _IP_MULTICAST_ALL = const(49)   # Linux only
 
-CONFIG_ENV = "COAP_ALARM_CONFIG"   # host only: where the simulator puts its config.json
 
 
 def load_config(path):
@@ -59,9 +58,8 @@ def wire(app, cfg, machine, sock, ip, on):
     app.uptime = Uptime(compat.ticks_ms)
     reset = rssi = None
     if machine is not None:
-        from firmware import board, net
-        reset = board.reset_cause(machine)
-        rssi = net.rssi
+        from firmware import board
+        reset, rssi = board.health(machine)
     app.alarm_resource = AlarmResource(app.alarm, cfg["max_payload"], app.uptime)
     app.health = HealthResource(app.uptime, VERSION, reset, rssi)
     resources = [app.alarm_resource, app.health]
@@ -124,7 +122,8 @@ def main():
 
     main.py: `serve = start.main()`, drop its own reference to this module, then `serve()`.
     """
-    path = compat.getenv(CONFIG_ENV, "config.json")
+    # COAP_ALARM_CONFIG (host only): where the simulator puts its config.json.
+    path = compat.getenv("COAP_ALARM_CONFIG", "config.json")
     cfg = load_config(path)
     log.set_level(cfg["log_level"])
     machine = compat.machine
@@ -135,8 +134,8 @@ def main():
     on = False
     store = None
     if cfg["persist"]:
-        from firmware.persist import FILE, Store
-        store = Store(path[:path.rfind("/") + 1] + FILE)  # next to config.json
+        from firmware import persist
+        store = persist.Store(path[:path.rfind("/") + 1] + persist.FILE)  # next to config.json
         on = store.load()
     ip = link = None
     extra = []

@@ -92,7 +92,7 @@ def board(tmp_path, monkeypatch):
         cfg.setdefault("port", free_udp_port())
         path = tmp_path / "config.json"
         path.write_text(json.dumps(cfg))
-        monkeypatch.setenv(start.CONFIG_ENV, str(path))
+        monkeypatch.setenv("COAP_ALARM_CONFIG", str(path))
         start.main()()  # as main.py does: bring up, then serve
         assert len(ran) == 1
         return cfg
