@@ -1,6 +1,9 @@
 # Message layer (RFC 7252 4): duplicate detection, CON retransmission (message IDs: Server);
 # and the observer table (RFC 7641): one module, so one module's overhead in RAM.
-# Fixed-size tables only: memory is set at start-up and never grows.
+# Fixed-size tables only: memory is set at start-up and never grows (numbers in arrays: 2 or 4
+# bytes an entry, not a list's 4 or 8).
+from array import array
+
 from firmware.compat import const, ticks_add, ticks_diff
 
 # Transmission parameters, RFC 7252 4.8 (private consts: folded in, no RAM).
@@ -20,11 +23,10 @@ class DedupCache:
     """
 
     def __init__(self, capacity, arena=None):
-        from array import array
         self.capacity = capacity
         self.addrs = [None] * capacity
-        self.mids = [0] * capacity
-        self.times = [0] * capacity
+        self.mids = array("H", bytes(2 * capacity))
+        self.times = array("i", bytes(4 * capacity))   # ticks: < 2**30
         self.replies = [None] * capacity  # None, True (in the arena) or bytes
         self.offs = array("H", bytes(2 * capacity))
         self.lens = array("H", bytes(2 * capacity))
@@ -99,12 +101,12 @@ class Outbox:
         self.capacity = capacity
         self.rand = rand              # rand(bits) -> int, for the initial timeout
         self.addrs = [None] * capacity
-        self.mids = [0] * capacity
+        self.mids = array("H", bytes(2 * capacity))
         self.data = [None] * capacity
         self.tags = [None] * capacity
-        self.deadlines = [0] * capacity
-        self.timeouts = [0] * capacity
-        self.retries = [0] * capacity
+        self.deadlines = array("i", bytes(4 * capacity))
+        self.timeouts = array("i", bytes(4 * capacity))
+        self.retries = array("H", bytes(2 * capacity))
 
     def add(self, addr, mid, data, tag, now):
         for i in range(self.capacity):
@@ -183,11 +185,11 @@ class ObserverTable:
         self.addrs = [None] * capacity    # None marks a free slot
         self.tokens = [b""] * capacity
         self.resources = [None] * capacity
-        self.formats = [0] * capacity     # Content-Format the observer registered with
+        self.formats = array("H", bytes(2 * capacity))  # Content-Format registered with
         self.dirty = [False] * capacity   # state changed since the last notification
-        self.nons = [0] * capacity        # NON notifications since the last CON
-        self.last_con = [0] * capacity    # ticks of the last CON (or registration)
-        self.last_mid = [-1] * capacity   # MID of the last notification, to match an RST
+        self.nons = array("H", bytes(2 * capacity))     # NON notifications since the last CON
+        self.last_con = array("i", bytes(4 * capacity))  # ticks of the last CON (or registration)
+        self.last_mid = array("i", b"\xff" * (4 * capacity))  # MID of the last notification (-1: none)
 
     def find(self, addr, token):
         for i in range(self.capacity):
