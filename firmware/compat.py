@@ -74,13 +74,13 @@ def heap():
 
 
 def gc_early():
-    """Collect once a quarter of the free heap is used, not only when it is full: garbage freed
+    """Collect once an eighth of the free heap is used, not only when it is full: garbage freed
     early leaves larger holes, so a small heap fragments less; a big one rarely collects.
     No-op on CPython."""
     import gc
     gc.collect()
     if hasattr(gc, "threshold"):
-        gc.threshold(gc.mem_free() // 4)
+        gc.threshold(gc.mem_free() // 8)
 
 
 def sockaddr(host, port):
