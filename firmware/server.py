@@ -118,7 +118,10 @@ class Server:
             else:
                 self._datagram(data, addr)
         except Exception as e:  # a bug must cost one packet, never the loop
-            log.error("datagram from %s dropped: %r", addr_str(addr), e)
+            try:
+                log.error("datagram from %s dropped: %r", addr_str(addr), e)
+            except MemoryError:  # e.g. a first-use module found no room: nor does the message
+                pass
 
     def _datagram(self, data, addr):
         now = self.clock()
