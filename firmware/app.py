@@ -69,6 +69,12 @@ class App:
                     data, addr = sock.recvfrom(size)
                 except OSError:
                     break
+                except MemoryError:
+                    # A fragmented heap: the datagram waits in the socket. Retry shortly rather
+                    # than lose this task, and with it the server. (A constant: print allocates nothing.)
+                    print("E MemoryError while receiving; retrying")
+                    await compat.sleep_ms(20)
+                    break
                 server.datagram(data, addr, mcast)
                 if not more():
                     break

@@ -21,6 +21,7 @@ _NOT_FOUND = const(0x84)
 _PRECONDITION_FAILED = const(0x8C)
 _REQUEST_ENTITY_TOO_LARGE = const(0x8D)
 _INTERNAL_SERVER_ERROR = const(0xA0)
+_SERVICE_UNAVAILABLE = const(0xA3)
 _PROXYING_NOT_SUPPORTED = const(0xA5)
 _IF_MATCH = const(1)
 _URI_HOST = const(3)
@@ -133,7 +134,7 @@ class Server:
             msg = self.reader.load(data)
         except coap.CoapError as e:
             self.malformed += 1
-            log.debug("malformed datagram from %s: %s", addr_str(addr), e.reason)
+            log.debug("malformed datagram: %s", e.reason)  # no address: formatting it allocates
             if e.mtype == _CON:
                 self._reset(e.mid, addr)  # reject (RFC 7252 4.2)
             return
@@ -240,6 +241,10 @@ class Server:
                 return self._reply(req, _PRECONDITION_FAILED, -1, b"no ETag matches")
         try:
             code, fmt, payload = res.handle(req)
+        except MemoryError:
+            # No room, say for a module loaded on first use: a temporary condition (RFC 7252
+            # 5.9.3.4). The answer is built in preallocated buffers; a log line would allocate.
+            return self._reply(req, _SERVICE_UNAVAILABLE, -1, b"out of memory")
         except Exception as e:
             log.error("handler for /%s failed: %r", res.path.decode(), e)
             return self._reply(req, _INTERNAL_SERVER_ERROR, -1, b"internal error")
