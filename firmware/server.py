@@ -3,7 +3,8 @@
 # so tests can drive it with a fake socket and a fake clock.
 from firmware import coap, log
 from firmware.compat import const, ticks_add, ticks_diff, addr_str
-from firmware.messages import DedupCache, ObserverTable, Outbox
+from firmware.messages import DedupCache, Outbox
+from firmware.observers import ObserverTable
 
 # CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
 _CON = const(0)
