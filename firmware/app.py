@@ -70,9 +70,11 @@ class App:
                 except OSError:
                     break
                 except MemoryError:
-                    # A fragmented heap: the datagram waits in the socket. Retry shortly rather
-                    # than lose this task, and with it the server. (A constant: print allocates nothing.)
+                    # A fragmented heap: the datagram waits in the socket. Shed the duplicate
+                    # cache (what pins small objects) and retry shortly, rather than lose this
+                    # task and with it the server. (A constant: print allocates nothing.)
                     print("E MemoryError while receiving; retrying")
+                    server.dedup.clear()
                     await compat.sleep_ms(20)
                     break
                 server.datagram(data, addr, mcast)

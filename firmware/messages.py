@@ -57,7 +57,14 @@ class DedupCache:
     def add(self, addr, mid, now, reply):
         i = self.head
         self.head = (i + 1) % self.capacity
-        self.addrs[i] = addr
+        addrs = self.addrs
+        for j in range(self.capacity):
+            # One address object per endpoint: keeping each datagram's own would pin small
+            # objects all over a small heap and leave no hole big enough for the next receive.
+            if addrs[j] == addr:
+                addr = addrs[j]
+                break
+        addrs[i] = addr
         self.mids[i] = mid
         self.times[i] = now
         self.replies[i] = None
@@ -80,6 +87,12 @@ class DedupCache:
                 self.replies[i] = True
                 self.apos = o + n
         return i
+
+    def clear(self):
+        """Forget every entry: the way to give memory back when the heap is exhausted."""
+        for i in range(self.capacity):
+            self.addrs[i] = None
+            self.replies[i] = None
 
     def __len__(self):
         n = 0
