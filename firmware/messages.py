@@ -95,11 +95,7 @@ class DedupCache:
             self.replies[i] = None
 
     def __len__(self):
-        n = 0
-        for a in self.addrs:
-            if a is not None:
-                n += 1
-        return n
+        return self.capacity - self.addrs.count(None)  # None marks a free slot
 
 
 class Outbox:
@@ -182,8 +178,4 @@ class Outbox:
         return best
 
     def __len__(self):
-        n = 0
-        for a in self.addrs:
-            if a is not None:
-                n += 1
-        return n
+        return self.capacity - self.addrs.count(None)  # None marks a free slot

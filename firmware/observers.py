@@ -63,8 +63,4 @@ class ObserverTable:
         return n
 
     def __len__(self):
-        n = 0
-        for a in self.addrs:
-            if a is not None:
-                n += 1
-        return n
+        return self.capacity - self.addrs.count(None)  # None marks a free slot

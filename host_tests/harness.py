@@ -124,24 +124,20 @@ class Client:
                 timeout=2.0, mid=None):
         mid = self.next_mid() if mid is None else mid
         self.send(request(code, path, mtype, mid, token, payload, options))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("no response to %s" % path)
-            msg = self.recv(left)
-            if msg.token == token or msg.mid == mid:
-                return msg
+        return self._wait(lambda m: m.token == token or m.mid == mid, timeout, "no response to %s" % path)
 
     def request_reply(self, mid, timeout=2.0):
         """Wait for the message answering `mid`; raise socket.timeout."""
+        return self._wait(lambda m: m.mid == mid, timeout, "no reply to mid %d" % mid)
+
+    def _wait(self, match, timeout, what):
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise socket.timeout("no reply to mid %d" % mid)
+                raise socket.timeout(what)
             msg = self.recv(left)
-            if msg.mid == mid:
+            if match(msg):
                 return msg
 
     def close(self):
