@@ -110,7 +110,7 @@ class App:
         if self.input is not None:
             tasks.append(asyncio.create_task(self.input.run()))
         if console:
-            from firmware import simpins
+            from host import simpins
             tasks.append(asyncio.create_task(simpins.console(
                 self.alarm, self.input.pin if self.input else None,
                 self.input.active_low if self.input else True,

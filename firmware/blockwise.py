@@ -6,7 +6,7 @@
 from firmware import coap
 from firmware.compat import const, ticks_diff
 
-# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+# CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
 _CONTINUE = const(0x5F)
 _BAD_REQUEST = const(0x80)
 _BAD_OPTION = const(0x82)

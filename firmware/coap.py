@@ -1,11 +1,10 @@
-# CoAP message codec (RFC 7252 section 3). Pure: bytes in, Message out, and back; no I/O.
+# CoAP message codec (RFC 7252 section 3). Pure: bytes in, Reader/Writer out; no I/O.
 # The board needs only Reader and Writer. Message, parse(), encode() and the public names of
-# the CoAP numbers (coap.GET, coap.CONTENT, ...: tests, tools) live in coapmsg.py and load on
-# first use through __getattr__ below, so they cost a board no RAM. Firmware modules fold the
-# numbers they use as private const()s (a host test checks them against coapmsg.py's).
+# the CoAP numbers (tests, tools) live in host/coapmsg.py, which never goes onto a board.
+# Firmware modules fold the numbers they use as private const()s (a host test checks them).
 from firmware.compat import const
 
-# The numbers this module uses (public names: coapmsg.py).
+# The numbers this module uses (public names: host/coapmsg.py).
 _CON = const(0)
 _RST = const(3)
 _EMPTY = const(0x00)
@@ -334,11 +333,3 @@ def block_decode(value):
 def block_encode(num, more, szx):
     return (num << 4) | (8 if more else 0) | szx
 
-
-def __getattr__(name):
-    # Module __getattr__ (PEP 562; MicroPython has it too): the host-side half on demand.
-    from firmware import coapmsg
-    try:
-        return getattr(coapmsg, name)
-    except AttributeError:
-        raise AttributeError("module 'coap' has no attribute '%s'" % name)

@@ -1,5 +1,5 @@
 # What differs between CPython (host tests) and MicroPython (unix port and boards), in one place.
-# The CPython half lives in compat_cpython.py so a board never loads its bytecode (RAM).
+# The CPython half lives in host/compat_cpython.py: host-only, never copied to a board.
 import sys
 import time
 
@@ -49,7 +49,7 @@ if sys.implementation.name == "micropython":
                 await asyncio.Event.wait(self)
                 self.clear()
 else:
-    from firmware.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
+    from host.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
                                          ThreadSafeFlag, sleep_ms, readable, pending)
     machine = None
 

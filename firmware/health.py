@@ -2,7 +2,7 @@
 # every health_period_s. Its JSON and CBOR forms are in formats.py, loaded on first use.
 from firmware.compat import const, ticks_diff
 
-# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+# CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
 _GET = const(0x01)
 _CONTENT = const(0x45)
 _METHOD_NOT_ALLOWED = const(0x85)

@@ -2,7 +2,7 @@
 # Imported only when a request carries a query. Links are our own, so the parsing can be simple.
 from firmware.compat import const
 
-# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+# CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
 _URI_QUERY = const(15)
 
 

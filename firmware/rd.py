@@ -6,7 +6,7 @@
 from firmware import coap, compat, log
 from firmware.compat import const, ticks_add, ticks_diff
 
-# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+# CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
 _CON = const(0)
 _GET = const(0x01)
 _POST = const(0x02)
@@ -136,11 +136,11 @@ class RdClient:
             self._ok(now)
             return
         elif self.location is not None and code >> 5 == 4:
-            log.info("rd: registration gone (%s); registering again", coap.code_str(code))
+            log.info("rd: registration gone (%d.%02d); registering again", code >> 5, code & 31)
             self.location = None
             self.due = now
             return
-        log.warning("rd: directory answered %s", coap.code_str(code))
+        log.warning("rd: directory answered %d.%02d", code >> 5, code & 31)
         self._retry(now)
 
     def failed(self):

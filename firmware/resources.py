@@ -3,7 +3,7 @@
 from firmware.health import Uptime
 from firmware.compat import const
 
-# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+# CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
 _GET = const(0x01)
 _PUT = const(0x03)
 _CHANGED = const(0x44)

@@ -6,7 +6,7 @@ from firmware.compat import const, ticks_add, ticks_diff, addr_str
 from firmware.messages import DedupCache, Outbox
 from firmware.observers import ObserverTable
 
-# CoAP numbers (firmware/coapmsg.py has them all), folded into the bytecode: no RAM.
+# CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
 _CON = const(0)
 _NON = const(1)
 _ACK = const(2)

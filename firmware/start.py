@@ -32,7 +32,7 @@ def wire(app, cfg, machine, sock, ip, on):
     import random
     from firmware.hardware import Input, Output
     if machine is None:
-        from firmware.simpins import SimPin as make_pin
+        from host.simpins import SimPin as make_pin
     from firmware.server import Server
     app.port = cfg["port"]
     app.health_period = cfg["health_period_s"]
@@ -154,7 +154,7 @@ def main():
         ip = "127.0.0.1" if cfg["bind"] == "0.0.0.0" else cfg["bind"]
     print("coap-alarm %s serving coap://%s:%d/alarm" % (VERSION, ip or "(waiting for Wi-Fi)", cfg["port"]))
     if machine is None:
-        from firmware import simpins
+        from host import simpins
         print("[sim] simulated pins: output GPIO%d, input %s. %s" % (
             cfg["output_pin"], "GPIO%d" % cfg["input_pin"] if cfg["input_pin"] is not None else "none",
             simpins.HELP))

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from firmware import coap
+from host import coapmsg as coap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -150,24 +150,15 @@ _PRECOMPILED = {}
 
 
 def precompiled_firmware():
-    """firmware/*.py compiled to .mpy with mpy-cross, plus main.py, in a temp dir (once per run).
-
-    A board runs .mpy: compiling source on the device needs RAM a small heap does not have.
-    """
+    """The board build (tools/build.py: the board files, compiled as a deploy does), plus the
+    simulated pins, in a temp dir (once per run). A board runs .mpy: compiling source on the
+    device needs RAM a small heap does not have."""
     import tempfile
     if "dir" not in _PRECOMPILED:
-        dest = tempfile.mkdtemp(prefix="coap-alarm-mpy-")
-        os.makedirs(os.path.join(dest, "firmware"))
-        src = os.path.join(ROOT, "firmware")
-        for name in sorted(os.listdir(src)):
-            if name.endswith(".py"):
-                subprocess.run([tool("mpy-cross"), "-o", os.path.join(dest, "firmware", name[:-3] + ".mpy"),
-                                # The module's own name as source name: a qstr it has anyway.
-                                # No line-number tables: tracebacks keep function names (RAM).
-                                "-s", name[:-3], "-X", "no-source-lines", os.path.join(src, name)],
-                               check=True)
-        shutil.copy(os.path.join(ROOT, "main.py"), dest)
-        _PRECOMPILED["dir"] = dest
+        sys.path.insert(0, os.path.join(ROOT, "tools"))
+        import build
+        _PRECOMPILED["dir"] = build.build(tempfile.mkdtemp(prefix="coap-alarm-mpy-"), tool("mpy-cross"),
+                                          build.SIM_EXTRAS)
     return _PRECOMPILED["dir"]
 
 

@@ -1,7 +1,7 @@
 # Block2 (early negotiation) and Block1 reassembly through the shim.
 import json
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import request
 from test_formats import PEER, full_server
 

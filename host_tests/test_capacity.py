@@ -1,6 +1,6 @@
 # Many endpoints observing at once: the table never grows past its capacity, the extra clients
 # get plain responses, and a freed slot goes to the next client.
-from firmware import coap
+from host import coapmsg as coap
 from harness import make_server, request
 
 

@@ -2,7 +2,7 @@
 # but CoapError. The firmware's in-place Reader is the same decoder, so it is covered too.
 from hypothesis import given, settings, strategies as st
 
-from firmware import coap
+from host import coapmsg as coap
 
 _options = st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=300)), max_size=12)
 

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from firmware import coap, config
+from firmware import config
+from host import coapmsg as coap
 from harness import FirmwareProcess, tool, ROOT
 
 

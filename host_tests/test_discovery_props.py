@@ -2,7 +2,8 @@
 import cbor2
 from hypothesis import given, settings, strategies as st
 
-from firmware import cbor, cbor_read, coap
+from firmware import cbor, cbor_read
+from host import coapmsg as coap
 from harness import request
 from test_formats import PEER, full_server
 

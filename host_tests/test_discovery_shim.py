@@ -1,5 +1,5 @@
 # Multicast handling and the Resource Directory client, through the shim (no network, fake time).
-from firmware import coap
+from host import coapmsg as coap
 from firmware.rd import RdClient
 from harness import request
 from test_formats import full_server

@@ -4,7 +4,7 @@ import socket
 import threading
 import time
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import request
 
 FLOOD_MAX = 200000

@@ -5,7 +5,7 @@ import os
 import re
 import subprocess
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import ROOT, free_udp_port, tool
 
 

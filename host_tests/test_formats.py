@@ -4,7 +4,8 @@ import json
 import cbor2
 import pytest
 
-from firmware import cbor, cbor_read, coap
+from firmware import cbor, cbor_read
+from host import coapmsg as coap
 from firmware.alarm import Alarm
 from firmware.health import HealthResource, Uptime
 from firmware.resources import AlarmResource, WellKnownCore

@@ -5,7 +5,7 @@ import pytest
 
 from firmware import hardware
 from firmware.alarm import Alarm
-from firmware.simpins import SimPin
+from host.simpins import SimPin
 from harness import FakeClock
 
 

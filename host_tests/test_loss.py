@@ -2,7 +2,7 @@
 # Clients here retransmit as RFC 7252 4.2 says; time is the FakeClock's, so nothing sleeps.
 import random
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import make_server, request
 
 LOSS = 0.35

@@ -1,7 +1,7 @@
 # At the board-sized heap the text/plain alarm runs with everything on; a feature loaded on first
 # use (JSON, CBOR, /health, discovery filters) may find no room. The client then gets a clear 5.03,
 # not silence, and the alarm keeps serving.
-from firmware import coap
+from host import coapmsg as coap
 from test_storm import BOARD_HEAP
 
 

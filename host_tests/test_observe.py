@@ -1,5 +1,5 @@
 # Observe (RFC 7641) over the shim: registration, notifications, upkeep, limits. Time is the FakeClock.
-from firmware import coap
+from host import coapmsg as coap
 MAX_RETRANSMIT = 4  # RFC 7252 4.8
 from harness import make_server, request
 

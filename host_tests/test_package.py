@@ -34,7 +34,7 @@ def test_version_matches_the_firmware():
 def test_mip_install_of_package_json_gives_a_board_that_serves(tmp_path):
     # The same thing `mpremote mip install --target / github:OWNER/REPO` does, from this checkout.
     import subprocess
-    from firmware import coap
+    from host import coapmsg as coap
     from harness import free_udp_port, tool
     from vboard import BoardProcess, VirtualBoard
     board = VirtualBoard(tmp_path)

@@ -1,7 +1,7 @@
 # The alarm state survives a reboot: written on change only, atomically, restored at boot.
 import os
 
-from firmware import coap
+from host import coapmsg as coap
 from firmware.persist import Store
 
 

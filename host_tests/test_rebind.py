@@ -3,7 +3,8 @@
 import asyncio
 import socket
 
-from firmware import coap, config
+from firmware import config
+from host import coapmsg as coap
 from firmware.app import App
 from harness import free_udp_port, request
 

@@ -1,7 +1,7 @@
 # The server over the UDP shim: what a peer sees on the wire for each request.
 import pytest
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import assert_alarm_link, make_server, request
 
 A = ("10.0.0.1", 40000)

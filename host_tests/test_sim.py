@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import ROOT, Client, free_udp_port
 
 

@@ -1,4 +1,4 @@
-from firmware import coap
+from host import coapmsg as coap
 
 
 def test_get_put_under_micropython(firmware):

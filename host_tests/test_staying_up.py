@@ -3,7 +3,8 @@ import asyncio
 
 import pytest
 
-from firmware import coap, config, watchdog
+from firmware import config, watchdog
+from host import coapmsg as coap
 from firmware.alarm import Alarm
 from firmware.resources import AlarmResource
 from firmware.server import Server

@@ -7,7 +7,7 @@ import random
 import socket
 import time
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import request
 
 BOARD_HEAP = os.environ.get("COAP_ALARM_BOARD_HEAP", "64k")  # bench.py searches it

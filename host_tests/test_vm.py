@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from firmware import coap
+from host import coapmsg as coap
 from harness import Client, assert_alarm_link, request
 
 

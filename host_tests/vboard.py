@@ -1,6 +1,7 @@
 # A virtual board for deploy tests: the MicroPython unix port's REPL on a pseudo-terminal
 # (socat), its working directory standing in for the board's filesystem.
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +43,13 @@ class VirtualBoard:
         self.dir = str(tmp_path)
         self.fs = os.path.join(self.dir, "board")
         os.makedirs(self.fs, exist_ok=True)
+        # The unix port has no machine.Pin: the virtual board's "hardware" is the simulated
+        # pins, present on its filesystem as a real board's pins are in its silicon. They are
+        # not part of any deploy (tools/build.py), so a deploy never copies nor removes them.
+        from harness import ROOT
+        os.makedirs(os.path.join(self.fs, "host"), exist_ok=True)
+        for name in ("__init__.py", "simpins.py"):
+            shutil.copy(os.path.join(ROOT, "host", name), os.path.join(self.fs, "host", name))
         self.device = os.path.join(self.dir, "ttyV")
         micropython = program is None
         if micropython:

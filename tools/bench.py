@@ -20,7 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "host_tests")]
 
-from firmware import coap  # noqa: E402
+from host import coapmsg as coap  # noqa: E402
 from harness import FirmwareProcess, free_udp_port, request, tool, precompiled_firmware  # noqa: E402
 
 

@@ -26,20 +26,13 @@ def find_micropython():
 
 
 def precompile(dest, bindir):
-    """Compile firmware/*.py to .mpy under dest with mpy-cross; return dest."""
-    import subprocess
+    """The board build (tools/build.py), plus the simulated pins, under dest; return dest."""
     mpy_cross = os.path.join(bindir, "mpy-cross")
     if not os.path.exists(mpy_cross):
         mpy_cross = shutil.which("mpy-cross") or sys.exit("sim: mpy-cross is missing; run `make sim`")
-    os.makedirs(os.path.join(dest, "firmware"))
-    src = os.path.join(ROOT, "firmware")
-    for name in sorted(os.listdir(src)):
-        if name.endswith(".py"):
-            out = os.path.join(dest, "firmware", name[:-3] + ".mpy")
-            # -s: the module's own name as source name, a qstr it has anyway (RAM).
-            subprocess.run([mpy_cross, "-s", name[:-3], "-X", "no-source-lines", "-o", out,
-                            os.path.join(src, name)], check=True)
-    return dest
+    import build
+    os.makedirs(dest)
+    return build.build(dest, mpy_cross, build.SIM_EXTRAS)
 
 
 def parse_args(argv):
@@ -77,8 +70,6 @@ def main(argv=None):
         # A board-sized heap: precompile like a deploy does, since compiling source needs RAM.
         cmd += ["-X", "heapsize=" + args.heap]
         libpath = precompile(os.path.join(workdir, "lib"), os.path.dirname(micropython))
-        # main.py next to the .mpy tree: the VM searches the script's directory first.
-        shutil.copy(os.path.join(ROOT, "main.py"), libpath)
     cmd.append(os.path.join(libpath, "main.py"))
     host = "127.0.0.1" if args.bind == "0.0.0.0" else args.bind
     print("sim: try  coap-client-notls -s 60 coap://%s:%d/alarm   (observe)" % (host, args.port))

@@ -1,7 +1,7 @@
 # The host-side half of the codec: a Message object, parse() and encode().
 # Tests and tools use these; the firmware reads with coap.Reader and writes with coap.Writer.
-# Reached as coap.Message, coap.parse, coap.GET, ... (coap.py loads this module on first use).
-from firmware.coap import CoapError, Reader, Writer, uint_decode  # noqa: F401
+# Host-only (never on a board): tests and tools import it as `from host import coapmsg as coap`.
+from firmware.coap import CoapError, Reader, Writer, uint_decode, block_decode, block_encode  # noqa: F401
 
 CON = 0
 NON = 1

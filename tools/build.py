@@ -1,0 +1,64 @@
+"""The board build: which files go onto a board, and the one way they are compiled to .mpy.
+
+Everything that puts firmware somewhere (tools/deploy.py, tools/sim.py, the test harness,
+tools/bench.py) takes the file list and the compile step from here, so the build a board
+runs is byte for byte the build the tests measured. package.json is checked against it.
+
+The board package is firmware/ (every .py in it), plus boot.py and main.py at the top.
+Host-only code (host/: CoAP numbers and Message for tests and tools, the CPython half of
+compat, the simulated pins) is never part of it.
+"""
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Run by name at power-up: they stay source on the board.
+TOP = ("boot.py", "main.py")
+# What the simulator adds on top of the board files (simulated pins and console).
+SIM_EXTRAS = ("host/__init__.py", "host/simpins.py")
+
+
+def board_files(root=ROOT):
+    """Repository-relative paths of every file a board gets, in a stable order."""
+    out = list(TOP)
+    base = os.path.join(root, "firmware")
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                out.append(rel + "/" + name)
+    return out
+
+
+def mpy_flags(rel):
+    """The mpy-cross flags for one file: the same everywhere.
+
+    -s: the module's own name as source name, a qstr it has anyway (RAM).
+    -X no-source-lines: no line-number tables; tracebacks keep function names (RAM).
+    """
+    name = os.path.basename(rel)[:-3]
+    return ["-s", name, "-X", "no-source-lines"]
+
+
+def compile_file(mpy_cross, rel, dest_dir, root=ROOT):
+    """Compile one repository-relative .py to dest_dir/<rel>.mpy; return the output path.
+    Raises subprocess.CalledProcessError (with stderr) when mpy-cross refuses it."""
+    out = os.path.join(dest_dir, rel[:-3] + ".mpy")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    subprocess.run([mpy_cross] + mpy_flags(rel) + ["-o", out, os.path.join(root, rel)],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+def build(dest, mpy_cross, extras=(), root=ROOT):
+    """The board tree under dest: firmware/ as .mpy, boot.py and main.py as source, and any
+    extras (compiled too). Returns dest."""
+    import shutil
+    for rel in board_files(root) + list(extras):
+        if rel in TOP:
+            shutil.copy(os.path.join(root, rel), os.path.join(dest, rel))
+        else:
+            compile_file(mpy_cross, rel, dest, root)
+    return dest
