@@ -1,4 +1,5 @@
 # The alarm state: ON or OFF, and who changed it last (resources.py notes when). Listeners hear every change.
+from firmware import log
 
 
 class Alarm:
@@ -17,6 +18,7 @@ class Alarm:
         self.on = on
         self.source = source
         self.changes += 1
+        log.info("alarm %s (%s)", "ON" if on else "OFF", source)
         for fn in self.listeners:
             fn(on, source)
         return True

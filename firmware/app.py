@@ -1,8 +1,14 @@
-# The running alarm: the receive loop, timers and run-time changes, on one asyncio loop.
+# The running alarm: the receive loop, timers and run-time network changes, on one asyncio
+# loop. start.build() makes the parts and hands them in; this module imports no boot code.
 import asyncio
 import socket
 
 from firmware import compat, log
+from firmware.compat import const
+
+_IPPROTO_IP = const(0)          # the same everywhere; the unix port's socket module lacks the name
+_IP_MULTICAST_ALL = const(49)   # Linux only
+
 
 
 def open_socket(bind, port):
@@ -13,27 +19,68 @@ def open_socket(bind, port):
     return sock
 
 
+def multicast(sock, bind, port, join):
+    """Keep group traffic off the unicast socket; join All-CoAP-Nodes (RFC 7252 12.8).
+    Returns the group socket, or None."""
+    if bind == "0.0.0.0":
+        # Group requests must never reach the unicast socket, joined or not (no 4.04 floods).
+        # Linux (IP_MULTICAST_ALL off): deliver just the groups a socket joined. Elsewhere the
+        # board binds the unicast socket to its own address instead.
+        try:
+            sock.setsockopt(_IPPROTO_IP, _IP_MULTICAST_ALL, 0)
+        except OSError:
+            pass
+    if not join:
+        return None
+    group = "224.0.1.187"
+    try:
+        # A receive-only socket bound to the group, so whatever it reads was sent to the group.
+        # Replies go out of the unicast socket, from our own address.
+        gs = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        gs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        gs.bind(compat.sockaddr(group, port))
+        # struct ip_mreq: the group, then the interface's address (0.0.0.0: the default one).
+        mreq = bytes([int(x) for x in (group + "." + bind).split(".")])
+        gs.setsockopt(_IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        gs.setblocking(False)
+    except OSError as e:  # no multicast route (yet): unicast keeps working
+        log.warning("cannot join %s: %s", group, e)
+        return None
+    log.info("joined %s on port %d", group, port)
+    return gs
+
+
 class App:
-    """The running alarm: receive loop, timers, and what changes at run time. The wiring is
-    boot-only code and lives in start.py (freed after boot)."""
+    """The running alarm: receive loops, timers, and what changes at run time."""
 
-    def __init__(self, cfg, machine=None, sock=None, ip=None, on=False):
-        from firmware import start
-        start.wire(self, cfg, machine, sock, ip, on)
+    def __init__(self, endpoint, observe, alarm, port, bound, follow, group_sock, health,
+                 health_period, uptime, input=None, rd=None):
+        self.endpoint = endpoint
+        self.observe = observe
+        self.sock = endpoint.sock
+        self.alarm = alarm
+        self.port = port
+        self.bound = bound          # the address the unicast socket is bound to
+        self.follow = follow        # a wildcard bind with multicast: follow our address (network_up)
+        self.group_sock = group_sock
+        self.health = health        # notified every health_period s (or None)
+        self.health_period = health_period
+        self.uptime = uptime
+        self.input = input
+        self.rd = rd
+        self.rx = None              # the unicast receive task, replaced when the socket is
+        self.boot = None            # (console, extra tasks, watchdog): set by start.main()
 
-    def _raise(self):
+    def raise_alarm(self):
+        # The input pin: raise the alarm, and tell observers now rather than at the next tick.
         self.alarm.set(True, "pin")
-        self.server.service()
-
-    def _changed(self, on, source):
-        log.info("alarm %s (%s)", "ON" if on else "OFF", source)
-        self.server.changed(self.alarm_resource)
+        self.endpoint.service()
 
     def network_up(self, ip=None):
         """Call when the network (re)connects, with our address: DHCP may have given a new one,
         and the directory may have lost us meanwhile."""
         if ip and self.follow and ip != self.bound and self.rx:
-            # The unicast socket is bound to our address (see start.wire): follow the new one.
+            # The unicast socket is bound to our address (see start.build): follow the new one.
             try:
                 sock = open_socket(ip, self.port)
             except OSError as e:
@@ -43,22 +90,19 @@ class App:
                 log.info("address changed: now serving coap://%s:%d/alarm", ip, self.port)
                 self.rx.cancel()
                 self.sock.close()
-                self.sock = self.server.sock = sock
+                self.sock = self.endpoint.sock = sock
                 self.bound = ip
                 self.rx = asyncio.create_task(self.receive(sock))
                 if self.group_sock is None:  # Wi-Fi was not up at boot: join the group now
-                    import firmware
-                    from firmware import start
-                    self.group_sock = start.multicast(self, ip, True)
-                    firmware.unload("start")  # boot code, needed once more: free it again
+                    self.group_sock = multicast(sock, ip, self.port, True)
                     if self.group_sock is not None:
                         asyncio.create_task(self.receive(self.group_sock, True))
         if self.rd is not None:
             self.rd.restart()
 
     async def receive(self, sock, mcast=False):
-        server = self.server
-        size = server.rx_size  # what the server accepts, not a full 1152-byte datagram
+        ep = self.endpoint
+        size = ep.rx_size  # what the endpoint accepts, not a full 1152-byte datagram
         more = compat.pending(sock)
         while True:
             await compat.readable(sock)
@@ -74,14 +118,14 @@ class App:
                     # cache (what pins small objects) and retry shortly, rather than lose this
                     # task and with it the server. (A constant: print allocates nothing.)
                     print("E MemoryError while receiving; retrying")
-                    server.dedup.clear()
+                    ep.dedup.clear()
                     await compat.sleep_ms(20)
                     break
-                server.datagram(data, addr, mcast)
+                ep.datagram(data, addr, mcast)
                 if not more():
                     break
-            if server.pending:
-                server.service()
+            if ep.pending:
+                ep.service()
 
     async def timers(self):
         period = self.health_period
@@ -90,33 +134,33 @@ class App:
             # Also keeps Uptime clear of ticks wrap-around.
             if self.uptime() >= next_health:
                 next_health = self.uptime() + period
-                self.server.changed(self.health)
+                if self.health is not None:
+                    self.health.notify()
             # Capped so that a new retransmission deadline is never missed by much.
-            await compat.sleep_ms(min(self.server.service(), 100))
+            await compat.sleep_ms(min(self.endpoint.service(), 100))
 
     def stats(self):
         # Host console only (simpins): heap after a collection, and how full each table is.
-        s = self.server
+        ep = self.endpoint
+        obs = self.observe
         used, free = compat.heap()
         return "stats heap=%d free=%d observers=%d/%d dedup=%d/%d outbox=%d received=%d malformed=%d" % (
-            used, free, len(s.observers), s.observers.capacity, len(s.dedup),
-            s.dedup.capacity, len(s.outbox), s.received, s.malformed)
+            used, free, len(obs), obs.capacity, len(ep.dedup),
+            ep.dedup.capacity, len(ep.outbox), ep.received, ep.malformed)
 
-    async def run(self, console=False):
+    async def run(self, console=None):
         self.rx = asyncio.create_task(self.receive(self.sock))
         tasks = [asyncio.create_task(self.timers())]
         if self.group_sock is not None:
             tasks.append(asyncio.create_task(self.receive(self.group_sock, True)))
         if self.input is not None:
             tasks.append(asyncio.create_task(self.input.run()))
-        if console:
-            from host import simpins
-            tasks.append(asyncio.create_task(simpins.console(
+        if console is not None:
+            tasks.append(asyncio.create_task(console(
                 self.alarm, self.input.pin if self.input else None,
                 self.input.active_low if self.input else True,
-                self.server.service, self.stats)))
+                self.endpoint.service, self.stats)))
         await asyncio.gather(*tasks)
-
 
     def serve(self):
         """Run forever (main.py calls this once start.py, the boot code, is gone)."""

@@ -1,8 +1,7 @@
 # Block1 reassembly (RFC 7959 2.5) of request bodies up to max_payload bytes.
 # One transfer at a time: a new block 0 from anyone replaces an unfinished one, so the
 # state is one buffer of at most max_payload bytes, whatever clients send.
-# Also the server's other rare size paths: Block2 slicing of a reply, and 4.13 (with Size1)
-# for a datagram that filled the receive buffer. Loaded on first use, not at boot.
+# Also Block2 slicing of a reply. Loaded on first use, not at boot (site.py).
 from firmware import coap
 from firmware.compat import const, ticks_diff
 
@@ -84,20 +83,3 @@ def block2(b2, payload):
     more = start + size < len(payload)
     return False, payload[start:start + size], coap.block_encode(num, more, szx), \
         len(payload) if num == 0 and more else -1
-
-
-def too_large(server, data, addr):
-    """The datagram filled the receive buffer, so it may have been cut: answer a request 4.13
-    from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one. False when
-    it is not a request (the codec decides what it is)."""
-    tkl = data[0] & 15
-    mtype = (data[0] >> 4) & 3
-    if data[0] >> 6 != 1 or tkl > 8 or not 1 <= data[1] < 32 or mtype > _NON:
-        return False
-    w = server.writer
-    mid = (data[2] << 8) | data[3]
-    w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
-             mid if mtype == _CON else server.next_mid(), bytes(data[4:4 + tkl]))
-    w.option_uint(_SIZE1, server.max_payload)
-    server.send(w.view(), addr)
-    return True

@@ -5,8 +5,7 @@ from firmware import log
 
 
 def log_reset(machine):
-    from firmware import watchdog
-    log.info("reset cause: %s", watchdog.reset_cause(machine))
+    log.info("reset cause: %s", reset_cause(machine))
 
 
 def reset_cause(machine):

@@ -47,6 +47,7 @@ class Reader:
         self.starts = array("H", bytes(2 * size))
         self.ends = array("H", bytes(2 * size))
         self.count = 0
+        self.flags = 0     # bit n: an option numbered n was flags (n < 29); bit 29: one >= 29
         self.data = b""
         self.tkl = 0
         self.pstart = 0
@@ -75,6 +76,7 @@ class Reader:
         ends = self.ends
         k = 0
         num = 0
+        flags = 0
         pstart = n
         while pos < n:
             b = data[pos]
@@ -121,6 +123,7 @@ class Reader:
             nums[k] = num
             starts[k] = pos
             ends[k] = end
+            flags |= 1 << (num if num < 29 else 29)
             k += 1
             pos = end
         self.data = data
@@ -129,6 +132,7 @@ class Reader:
         self.mid = mid
         self.tkl = tkl
         self.count = k
+        self.flags = flags
         self.pstart = pstart
         self.body = None
         return self
@@ -175,25 +179,28 @@ class Reader:
             v = (v << 8) | d[i]
         return v
 
-    def path_is(self, path):
-        """True if the Uri-Path options, joined by "/", equal `path` (compared in place)."""
+    def path_is(self, segments):
+        """True if the Uri-Path options are exactly these segments (a tuple of bytes), compared
+        in place. A "/" inside one option is part of that segment (RFC 7252 6.5)."""
         d = self.data
         nums = self.nums
+        starts = self.starts
+        ends = self.ends
         j = 0
-        n = len(path)
-        first = True
+        n = len(segments)
         for k in range(self.count):
             if nums[k] != _URI_PATH:
                 continue
-            if not first:
-                if j >= n or path[j] != 0x2F:
+            if j >= n:
+                return False
+            seg = segments[j]
+            s = starts[k]
+            if ends[k] - s != len(seg):
+                return False
+            for i in range(len(seg)):
+                if seg[i] != d[s + i]:
                     return False
-                j += 1
-            first = False
-            for i in range(self.starts[k], self.ends[k]):
-                if j >= n or path[j] != d[i]:
-                    return False
-                j += 1
+            j += 1
         return j == n
 
 

@@ -1,4 +1,5 @@
-# Message layer (RFC 7252 4): duplicate detection, CON retransmission (message IDs: Server).
+# The message layer's tables (RFC 7252 4): duplicate detection and CON retransmission
+# (endpoint.py uses them; docs/design.md).
 # Fixed-size tables only: memory is set at start-up and never grows (numbers in arrays: 2 or 4
 # bytes an entry, not a list's 4 or 8).
 from array import array
@@ -101,8 +102,9 @@ class DedupCache:
 class Outbox:
     """Confirmable messages this endpoint sent and awaits an ACK for.
 
-    Each entry carries a tag saying whom it belongs to (an observer slot, say).
-    Retransmissions back off exponentially; after _MAX_RETRANSMIT the owner is told.
+    Each entry has an owner and a tag (say, the observation layer and an observer's slot).
+    Owners share one small interface: acked(tag), failed(tag, reason), fresh(tag) -> newer data
+    to send instead, or None. Retransmissions back off exponentially (RFC 7252 4.2).
     """
 
     def __init__(self, capacity, rand):
@@ -111,18 +113,20 @@ class Outbox:
         self.addrs = [None] * capacity
         self.mids = array("H", bytes(2 * capacity))
         self.data = [None] * capacity
-        self.tags = [None] * capacity
+        self.owners = [None] * capacity
+        self.tags = array("H", bytes(2 * capacity))
         self.deadlines = array("i", bytes(4 * capacity))
         self.timeouts = array("i", bytes(4 * capacity))
         self.retries = array("H", bytes(2 * capacity))
 
-    def add(self, addr, mid, data, tag, now):
+    def add(self, addr, mid, data, owner, tag, now):
         for i in range(self.capacity):
             if self.addrs[i] is None:
                 timeout = _ACK_TIMEOUT_MS + self.rand(10) % (_ACK_RANDOM_MS + 1)
                 self.addrs[i] = addr
                 self.mids[i] = mid
                 self.data[i] = data
+                self.owners[i] = owner
                 self.tags[i] = tag
                 self.timeouts[i] = timeout
                 self.deadlines[i] = ticks_add(now, timeout)
@@ -130,9 +134,17 @@ class Outbox:
                 return i
         return -1
 
-    def find_tag(self, tag):
+    def find(self, owner, tag):
+        """The entry of owner's message with this tag, or -1."""
         for i in range(self.capacity):
-            if self.addrs[i] is not None and self.tags[i] == tag:
+            if self.owners[i] is owner and self.tags[i] == tag:
+                return i
+        return -1
+
+    def match(self, addr, mid):
+        """The entry an ACK or RST for (addr, mid) answers, or -1."""
+        for i in range(self.capacity):
+            if self.mids[i] == mid and self.addrs[i] == addr:
                 return i
         return -1
 
@@ -142,18 +154,15 @@ class Outbox:
         self.data[i] = data
 
     def pop(self, addr, mid):
-        """An ACK or RST for (addr, mid): free the entry and return its tag, else None."""
-        for i in range(self.capacity):
-            if self.mids[i] == mid and self.addrs[i] == addr:
-                tag = self.tags[i]
-                self.free(i)
-                return tag
-        return None
+        """Free the entry for (addr, mid), if any (a piggybacked response answered it)."""
+        i = self.match(addr, mid)
+        if i >= 0:
+            self.free(i)
 
     def free(self, i):
         self.addrs[i] = None
         self.data[i] = None
-        self.tags[i] = None
+        self.owners[i] = None
 
     def due(self, i, now):
         return self.addrs[i] is not None and ticks_diff(self.deadlines[i], now) <= 0

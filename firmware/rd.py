@@ -1,9 +1,9 @@
 # Resource Directory registration (RFC 9176 5.3): find the directory's registration resource
 # (GET /.well-known/core?rt=core.rd, 4.3; /rd if it lists none), register, refresh before the
 # lifetime runs out, register afresh when a refresh is refused or the directory stops answering
-# (a network drop). Sends through the server's socket; the server hands back our responses
-# (matched by token) and tells us when the message layer gave up (failed()).
-from firmware import coap, compat, log
+# (a network drop). Sends through the endpoint (our CONs are its outbox entries: acked /
+# failed / fresh); the endpoint hands back our responses, matched by token.
+from firmware import compat, log
 from firmware.compat import const, ticks_add, ticks_diff
 
 # CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -25,21 +25,20 @@ _EXCHANGE_MS = 250000     # longer than all retransmissions (RFC 7252 4.8.2): th
 _WAIT_MS = 60000          # for a separate response after an empty ACK
 
 
-def attach(app, cfg):
-    """At boot: register at the directory cfg names, through the app's server."""
+def attach(endpoint, cfg, links):
+    """At boot: register at the directory cfg names, through the endpoint. links() gives our
+    link-format document. Returns the RdClient, or None."""
     try:
         addr = compat.sockaddr(cfg["rd_host"], cfg["rd_port"])
     except OSError as e:
         log.warning("rd: cannot resolve %s: %s; not registering", cfg["rd_host"], e)
-        return
-    app.rd = RdClient(app.server, addr, cfg["rd_ep"] or cfg["hostname"], cfg["rd_lifetime_s"],
-                      app.wkc.render)
-    app.server.client = app.rd
+        return None
+    return RdClient(endpoint, addr, cfg["rd_ep"] or cfg["hostname"], cfg["rd_lifetime_s"], links)
 
 
 class RdClient:
-    def __init__(self, server, addr, ep, lifetime_s, links):
-        self.server = server
+    def __init__(self, endpoint, addr, ep, lifetime_s, links):
+        self.endpoint = endpoint
         self.addr = addr
         self.ep = b"ep=" + ep.encode()
         self.lt = b"lt=%d" % lifetime_s
@@ -49,35 +48,34 @@ class RdClient:
         self.location = None          # Location-Path segments of our registration
         self.token = b""              # token of our request in flight; b"" when none
         self.retry_s = _RETRY_MIN_S
-        self.due = server.clock()     # next send, or the give-up deadline while in flight
+        self.due = endpoint.clock()   # next send, or the give-up deadline while in flight
+        endpoint.clients.append(self)
+        endpoint.timers.append(self)
 
     def restart(self):
         """The network came back: register afresh at once."""
-        box = self.server.outbox
-        j = box.find_tag(self)
-        if j >= 0:
-            box.free(j)
+        self.endpoint.forget(self, 0)
         self.reg_path = None
         self.location = None
         self.token = b""
         self.retry_s = _RETRY_MIN_S
-        self.due = self.server.clock()
+        self.due = self.endpoint.clock()
 
-    def tick(self, now):
-        """Called by the server's service(): send when due. Returns ms until it wants a call."""
+    def service(self, now):
+        """Called by the endpoint's service(): send when due. Returns ms until it wants a call."""
         left = ticks_diff(self.due, now)
         if left > 0:
             return left
         if self.token:
-            self.failed()             # a separate response that never came
+            self.failed(0, "no response")  # a separate response that never came
         else:
             self._send(now)
         return 1000
 
     def _send(self, now):
-        s = self.server
+        s = self.endpoint
         mid = s.next_mid()
-        r = s.rand(32)
+        r = s.rand(32)            # a random token: an off-path host cannot guess our response
         token = bytes((r >> 24 & 255, r >> 16 & 255, r >> 8 & 255, r & 255))
         w = s.writer
         if self.reg_path is None:
@@ -98,23 +96,32 @@ class RdClient:
             for seg in self.location:
                 w.option(_URI_PATH, seg)
             w.option(_URI_QUERY, self.lt)
-        data = bytes(w.view())
-        if s.outbox.add(self.addr, mid, data, self, now) < 0:
+        if not s.confirm(self.addr, bytes(w.view()), self, 0, now):
             self.due = ticks_add(now, 1000)   # every slot is busy with notifications: later
             return
         self.token = token
         self.due = ticks_add(now, _EXCHANGE_MS)
-        s.send(data, self.addr)
 
-    def acked(self):
-        self.due = ticks_add(self.server.clock(), _WAIT_MS)
+    # -- the outbox owner's interface ------------------------------------------------------
+
+    def acked(self, tag):
+        self.due = ticks_add(self.endpoint.clock(), _WAIT_MS)
+
+    def fresh(self, tag):
+        return None                   # a retransmission repeats the request as it was
+
+    def failed(self, tag, reason):
+        """No answer: the network or the directory is down. Register afresh, with back-off."""
+        log.warning("rd: no answer from the directory; registering again in %d s", self.retry_s)
+        self.endpoint.forget(self, 0)
+        self.token = b""
+        self.location = None
+        self._retry(self.endpoint.clock())
 
     def response(self, msg, addr):
-        s = self.server
+        s = self.endpoint
         now = s.clock()
-        j = s.outbox.find_tag(self)
-        if j >= 0:
-            s.outbox.free(j)          # a separate response also answers our CON
+        s.forget(self, 0)             # a separate response also answers our CON
         self.token = b""
         code = msg.code
         if self.reg_path is None:
@@ -142,13 +149,6 @@ class RdClient:
             return
         log.warning("rd: directory answered %d.%02d", code >> 5, code & 31)
         self._retry(now)
-
-    def failed(self):
-        """No answer: the network or the directory is down. Register afresh, with back-off."""
-        log.warning("rd: no answer from the directory; registering again in %d s", self.retry_s)
-        self.token = b""
-        self.location = None
-        self._retry(self.server.clock())
 
     def _ok(self, now):
         self.retry_s = _RETRY_MIN_S

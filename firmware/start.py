@@ -1,14 +1,15 @@
-# Boot-only code: read the config, bring up pins and network, wire the parts into an App.
-# main() frees this module (and the config validator, and board.py) before the
-# loop runs forever, so none of this code holds RAM afterwards.
+# Boot-only code: read the config, bring up pins and network, build the parts and hand them
+# to App. main() frees this module (and the config validator, and board.py) before the loop
+# runs forever, so none of this code holds RAM afterwards. docs/design.md.
 import firmware
 from firmware import VERSION, compat, log
-from firmware.app import App, open_socket
+from firmware.app import App, multicast, open_socket
 from firmware.compat import const
 
-_IPPROTO_IP = const(0)          # the same everywhere; the unix port's socket module lacks the name
-_IP_MULTICAST_ALL = const(49)   # Linux only
-
+# Room for header, token and options on top of the largest accepted body. The receive buffer
+# is that big and no bigger: a 1152-byte buffer per datagram fragments a small heap (RFC 7252
+# 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
+_RX_HEADROOM = const(192)
 
 
 def load_config(path):
@@ -22,99 +23,81 @@ def load_config(path):
     return cfg
 
 
-def wire(app, cfg, machine, sock, ip, on):
-    """App.__init__: build the parts and connect them. The App keeps the few settings it needs
-    at run time, not the config dict.
+def stack(sock, cfg, clock, rand):
+    """The three CoAP layers over one socket: (endpoint, site, observe). docs/design.md."""
+    from firmware.endpoint import Endpoint
+    from firmware.messages import DedupCache, Outbox
+    from firmware.observe import Observe
+    from firmware.site import Site
+    ep = Endpoint(sock, clock, rand, DedupCache(cfg["dedup_entries"]), Outbox(cfg["max_observers"] + 1, rand),
+                  min(cfg["max_datagram"], cfg["max_payload"] + _RX_HEADROOM), cfg["multicast_leisure_ms"])
+    observe = Observe(ep, cfg["max_observers"], cfg["notify_con_every"], cfg["keepalive_s"] * 1000)
+    return ep, Site(ep, observe, cfg["max_payload"]), observe
 
-    The server comes first: its tables are the largest allocations, and they find room best
-    right after the config validator has been freed, before more code is loaded (a 64k heap
-    fragments: later a 400-byte table may find no hole big enough)."""
+
+def build(cfg, machine=None, sock=None, ip=None, on=False):
+    """Build every part from the config and return the App that runs them.
+
+    The CoAP layers come first: their tables are the largest allocations, and they find room
+    best right after the config validator has been freed, before more code is loaded (a 64k
+    heap fragments: later a 400-byte table may find no hole big enough)."""
     import random
     from firmware.hardware import Input, Output
-    if machine is None:
-        from host.simpins import SimPin as make_pin
-    from firmware.server import Server
-    app.port = cfg["port"]
-    app.health_period = cfg["health_period_s"]
-    # With multicast on a wildcard bind, the unicast socket follows our address (network_up).
-    app.follow = cfg["multicast"] and cfg["bind"] == "0.0.0.0"
+    port = cfg["port"]
     bind = cfg["bind"]
     group = cfg["multicast"]
     if group and bind == "0.0.0.0" and ip:
         # lwIP hands a group datagram to every wildcard-bound socket too: bind the unicast
         # socket to our own address so that only the group socket hears multicast.
         bind = ip
-    app.bound = bind
-    app.sock = sock if sock is not None else open_socket(bind, cfg["port"])
-    app.rx = None          # the unicast receive task, replaced when the socket is
-    app.group_sock = None
-    if sock is None and (group or bind == "0.0.0.0"):
-        app.group_sock = multicast(app, bind, group)
-    app.server = server = Server(app.sock, cfg, (), compat.ticks_ms, random.getrandbits)
+    group_sock = None
+    if sock is None:
+        sock = open_socket(bind, port)
+        if group or bind == "0.0.0.0":
+            group_sock = multicast(sock, bind, port, group)
+    ep, site, observe = stack(sock, cfg, compat.ticks_ms, random.getrandbits)
+    import gc
+    gc.collect()   # boot garbage out now, before code loads on top of it: fewer, larger holes
     from firmware.alarm import Alarm
-    from firmware.health import HealthResource, Uptime
-    from firmware.resources import AlarmResource, WellKnownCore
-    app.alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
-    app.uptime = Uptime(compat.ticks_ms)
-    reset = rssi = None
+    from firmware.res_health import Uptime
+    alarm = Alarm(compat.ticks_ms, on)  # on: the state restored from flash
+    uptime = Uptime(compat.ticks_ms)
+    # What the resources are made from: make(parts) in each resource module.
+    parts = {"cfg": cfg, "alarm": alarm, "uptime": uptime, "observe": observe, "version": VERSION,
+             "reset": None, "rssi": None}
     if machine is not None:
         from firmware import board
-        reset, rssi = board.health(machine)
-    app.alarm_resource = AlarmResource(app.alarm, cfg["max_payload"], app.uptime)
-    app.health = HealthResource(app.uptime, VERSION, reset, rssi)
-    resources = [app.alarm_resource, app.health]
-    app.wkc = WellKnownCore(resources)
-    resources.append(app.wkc)
-    for r in resources:
-        server.routes[r.path] = r
-    app.health.observers = server.observers
-    if machine is not None:
+        parts["reset"], parts["rssi"] = board.health(machine)
         make_pin = board.pin_factory(machine)
-    app.output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
-    app.output.set(app.alarm.on)
-    app.alarm.listeners.append(app.output.set)
-    app.input = None
+    else:
+        from host.simpins import SimPin as make_pin
+    health = None
+    # The resources, in the order /.well-known/core lists them; each module has make(parts).
+    # Adding a resource: one new file with a make(), and its name in this tuple.
+    for name in ("res_alarm", "res_health"):
+        res = site.add(__import__("firmware." + name, None, None, ("make",)).make(parts))
+        if name == "res_health":
+            health = res
+    gc.collect()
+    from firmware.site import WellKnownCore
+    wkc = site.add(WellKnownCore(site.routes[:]))
+    output = Output(make_pin(cfg["output_pin"], "out"), cfg["output_active_high"])
+    output.set(alarm.on)
+    alarm.listeners.append(output.set)
+    inp = None
     if cfg["input_pin"] is not None:
-        app.input = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
-                          cfg["input_active_low"], cfg["input_debounce_ms"], app._raise)
-    app.alarm.listeners.append(app._changed)
-    app.rd = None
+        inp = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
+                    cfg["input_active_low"], cfg["input_debounce_ms"], None)
+    rd = None
     if cfg["rd_host"]:
-        from firmware import rd
-        rd.attach(app, cfg)
+        from firmware import rd as rd_mod
+        rd = rd_mod.attach(ep, cfg, wkc.render)
+    app = App(ep, observe, alarm, port, bind, follow=group and cfg["bind"] == "0.0.0.0", group_sock=group_sock,
+              health=health, health_period=cfg["health_period_s"], uptime=uptime, input=inp, rd=rd)
+    if inp is not None:
+        inp.on_active = app.raise_alarm
     compat.gc_early()
-
-
-def multicast(app, bind, join):
-    """Keep group traffic off the unicast socket; join All-CoAP-Nodes (RFC 7252 12.8).
-    Returns the group socket, or None."""
-    import socket
-    if bind == "0.0.0.0":
-        # Group requests must never reach the unicast socket, joined or not (no 4.04 floods).
-        # Linux (IP_MULTICAST_ALL off): deliver just the groups a socket joined. Elsewhere the
-        # board binds the unicast socket to its own address instead.
-        try:
-            app.sock.setsockopt(_IPPROTO_IP, _IP_MULTICAST_ALL, 0)
-        except OSError:
-            pass
-    if not join:
-        return None
-    group = "224.0.1.187"
-    try:
-        # A receive-only socket bound to the group, so whatever it reads was sent to the group.
-        # Replies go out of the unicast socket, from our own address.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(compat.sockaddr(group, app.port))
-        # struct ip_mreq: the group, then the interface's address (0.0.0.0: the default one).
-        mreq = bytes([int(x) for x in (group + "." + bind).split(".")])
-        sock.setsockopt(_IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-        sock.setblocking(False)
-    except OSError as e:  # no multicast route (yet): unicast keeps working
-        log.warning("cannot join %s: %s", group, e)
-        return None
-    log.info("joined %s on port %d", group, app.port)
-    return sock
+    return app
 
 
 def main():
@@ -141,7 +124,7 @@ def main():
     extra = []
     if machine is not None:
         ip, link = board.bring_up(cfg, machine, on, extra)
-    app = App(cfg, machine, ip=ip, on=on)
+    app = build(cfg, machine, ip=ip, on=on)
     if link is not None:
         link.on_up = app.network_up  # e.g. re-register at the directory
     if store is not None:
@@ -153,11 +136,13 @@ def main():
     if machine is None:
         ip = "127.0.0.1" if cfg["bind"] == "0.0.0.0" else cfg["bind"]
     print("coap-alarm %s serving coap://%s:%d/alarm" % (VERSION, ip or "(waiting for Wi-Fi)", cfg["port"]))
+    console = None
     if machine is None:
         from host import simpins
         print("[sim] simulated pins: output GPIO%d, input %s. %s" % (
             cfg["output_pin"], "GPIO%d" % cfg["input_pin"] if cfg["input_pin"] is not None else "none",
             simpins.HELP))
-    app.boot = (machine is None, extra, wdt)   # what serve() needs; nothing of this module
+        console = simpins.console
+    app.boot = (console, extra, wdt)   # what serve() needs; nothing of this module
     firmware.unload("start")
     return app.serve

@@ -1,18 +1,6 @@
-# Staying up on a board: the hardware watchdog fed by the running loop, and why we last reset.
+# Staying up on a board: the hardware watchdog fed by the running loop (the reset cause: board.py).
 from firmware import log
 from firmware.compat import sleep_ms
-
-_CAUSES = ("PWRON_RESET", "HARD_RESET", "WDT_RESET", "DEEPSLEEP_RESET", "SOFT_RESET")
-
-
-def reset_cause(machine):
-    """The name of the last reset's cause, e.g. "WDT_RESET"."""
-    code = machine.reset_cause()
-    for name in _CAUSES:
-        if getattr(machine, name, None) == code:
-            return name
-    return "unknown (%r)" % (code,)
-
 
 def start(machine, timeout_s):
     """Start machine.WDT; None when there is no hardware (host) or it is turned off."""

@@ -73,21 +73,88 @@ def seeded_rand(seed=1):
     return r.getrandbits
 
 
-def make_server(clock=None, sock=None, **overrides):
-    """A Server with /alarm and /.well-known/core over the shim. Returns (server, alarm, sock, clock)."""
+class Stack:
+    """The three CoAP layers (endpoint, site, observe) over the shim, wired as start.build()
+    wires them, with the few views the tests read."""
+
+    def __init__(self, sock, cfg, clock):
+        from firmware import start
+        self.endpoint, self.site, self.observe = start.stack(sock, cfg, clock, seeded_rand())
+
+    def datagram(self, data, addr, mcast=False):
+        return self.endpoint.datagram(data, addr, mcast)
+
+    def service(self):
+        return self.endpoint.service()
+
+    def add(self, resource):
+        return self.site.add(resource)
+
+    @property
+    def pending(self):
+        return self.endpoint.pending
+
+    @property
+    def observers(self):
+        return self.observe
+
+    @property
+    def block1(self):
+        return self.site.block1
+
+    @property
+    def routes(self):
+        return {r.path: r for r in self.site.routes}
+
+    def __getattr__(self, name):   # later, dedup, outbox, rx_size, ... : the endpoint's
+        return getattr(self.endpoint, name)
+
+
+def _cfg(overrides):
     from firmware import config
-    from firmware.alarm import Alarm
-    from firmware.resources import AlarmResource, WellKnownCore
-    from firmware.server import Server
     cfg = dict(config.DEFAULTS)
     cfg.update(overrides)
+    return cfg
+
+
+def make_server(clock=None, sock=None, **overrides):
+    """/alarm and /.well-known/core over the shim. Returns (stack, alarm, sock, clock)."""
+    from firmware.alarm import Alarm
+    from firmware.res_alarm import AlarmResource
+    from firmware.res_health import Uptime
+    from firmware.site import WellKnownCore
+    cfg = _cfg(overrides)
     clock = clock or FakeClock()
     sock = sock or FakeSocket()
+    server = Stack(sock, cfg, clock)
     alarm = Alarm(clock)
-    res = AlarmResource(alarm, cfg["max_payload"])
-    server = Server(sock, cfg, [res, WellKnownCore([res])], clock, seeded_rand())
-    alarm.listeners.append(lambda on, src: server.changed(res))
+    res = server.add(AlarmResource(alarm, Uptime(clock)))
+    server.add(WellKnownCore([res]))
     return server, alarm, sock, clock
+
+
+def full_server(**overrides):
+    """/alarm, /health and /.well-known/core, as start.build() wires them.
+    Returns (stack, alarm, sock, clock, health)."""
+    from firmware.alarm import Alarm
+    from firmware.res_alarm import AlarmResource
+    from firmware.res_health import HealthResource, Uptime
+    from firmware.site import WellKnownCore
+    cfg = _cfg(overrides)
+    clock = FakeClock()
+    sock = FakeSocket()
+    server = Stack(sock, cfg, clock)
+    alarm = Alarm(clock)
+    up = Uptime(clock)
+    server.add(AlarmResource(alarm, up))
+    health = server.add(HealthResource(up, "9.9.9", server.observe))
+    server.add(WellKnownCore(server.site.routes[:]))
+    return server, alarm, sock, clock, health
+
+
+PEER = ("127.0.0.1", 40000)
+# The board heap model (DEVELOPERS.md): what a remote peer can trigger must work in it.
+BOARD_HEAP = os.environ.get("COAP_ALARM_BOARD_HEAP", "64k")  # tools/bench.py searches it
 
 
 def request(code, path="alarm", mtype=coap.CON, mid=1, token=b"\x01", payload=b"", options=()):

@@ -3,7 +3,7 @@ import json
 
 from host import coapmsg as coap
 from harness import request
-from test_formats import PEER, full_server
+from harness import PEER, full_server
 
 
 def blocks(server, sock, path, szx, options=(), limit=64, mid=100):

@@ -104,7 +104,7 @@ def test_station_boot_order(board, tmp_path, capsys):
     cfg = board(wifi_ssid="home", wifi_password="secret123", persist=True, input_pin=None,
                 watchdog_s=20)
     out = capsys.readouterr().out
-    assert "reset cause: WDT_RESET" in out
+    assert "reset cause: wdt" in out
     # The restored ON reaches the pin before any Wi-Fi work; the watchdog starts last.
     assert EVENTS.index("GPIO2=1") < EVENTS.index("STA active") < EVENTS.index("connect home") \
         < EVENTS.index("WDT(20000)")

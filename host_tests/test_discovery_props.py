@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from firmware import cbor, cbor_read
 from host import coapmsg as coap
 from harness import request
-from test_formats import PEER, full_server
+from harness import PEER, full_server
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**31, 2**31), st.text(max_size=40))
 

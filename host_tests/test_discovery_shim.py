@@ -2,7 +2,7 @@
 from host import coapmsg as coap
 from firmware.rd import RdClient
 from harness import request
-from test_formats import full_server
+from harness import full_server
 
 PHONE = ("127.0.0.1", 45000)
 RD = ("127.0.0.1", 5999)
@@ -61,8 +61,7 @@ def test_multicast_backlog_is_bounded():
 def rd_server(lifetime=60):
     server, alarm, sock, clock, _ = full_server()
     wkc = server.routes[b".well-known/core"]
-    rd = RdClient(server, RD, "alarm-1", lifetime, lambda: wkc.render(40))
-    server.client = rd
+    rd = RdClient(server.endpoint, RD, "alarm-1", lifetime, lambda: wkc.render(40))
     server.service()
     (req, _), = sock.take()    # first, where does this directory take registrations?
     assert path_query(req) == (".well-known/core", ["rt=core.rd"]) and req.code == coap.GET
@@ -156,8 +155,7 @@ def test_rd_registration_path_discovery():
 
 def test_rd_without_discovery_falls_back_to_rd():
     server, alarm, sock, clock, _ = full_server()
-    rd = RdClient(server, RD, "e", 60, lambda: b"</alarm>")
-    server.client = rd
+    rd = RdClient(server.endpoint, RD, "e", 60, lambda: b"</alarm>")
     server.service()
     (req, _), = sock.take()
     answer(server, req, coap.NOT_FOUND)

@@ -6,33 +6,7 @@ import pytest
 
 from firmware import cbor, cbor_read
 from host import coapmsg as coap
-from firmware.alarm import Alarm
-from firmware.health import HealthResource, Uptime
-from firmware.resources import AlarmResource, WellKnownCore
-from firmware.server import Server
-from harness import FakeClock, FakeSocket, request, seeded_rand
-
-
-def full_server(**overrides):
-    """Server with /alarm, /health and /.well-known/core, as the app wires them."""
-    from firmware import config
-    cfg = dict(config.DEFAULTS)
-    cfg.update(overrides)
-    clock = FakeClock()
-    sock = FakeSocket()
-    alarm = Alarm(clock)
-    up = Uptime(clock)
-    res = AlarmResource(alarm, cfg["max_payload"], up)
-    health = HealthResource(up, "9.9.9")
-    resources = [res, health]
-    resources.append(WellKnownCore(resources))
-    server = Server(sock, cfg, resources, clock, seeded_rand())
-    health.observers = server.observers
-    alarm.listeners.append(lambda on, src: server.changed(res))
-    return server, alarm, sock, clock, health
-
-
-PEER = ("127.0.0.1", 40000)
+from harness import PEER, full_server, request
 
 
 def ask(server, sock, *args, **kw):
@@ -135,7 +109,7 @@ def test_health_is_observable(srv):
     r = ask(server, sock, coap.GET, "health", options=[(coap.OBSERVE, 0), (coap.ACCEPT, 60)])
     assert r.opt_uint(coap.OBSERVE) is not None
     clock.advance(3000)
-    server.changed(health)   # what the app does every health_period_s
+    health.notify()   # what the app does every health_period_s
     server.service()
     (n, _), = sock.take()
     assert cbor2.loads(n.payload)["uptime"] == 3

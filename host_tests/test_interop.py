@@ -36,10 +36,11 @@ def test_aiocoap_get_put_and_observe(firmware):
             first = await req.response
             assert first.payload == b"OFF" and first.opt.observe is not None
             seen = []
+            notes = req.observation.__aiter__()   # one iterator: each notification once, in order
             for state in (b"ON", b"OFF"):
                 r = await writer.request(aiocoap.Message(code=aiocoap.PUT, uri=uri, payload=state)).response
                 assert r.code == aiocoap.CHANGED and r.payload == state
-                n = await asyncio.wait_for(req.observation.__aiter__().__anext__(), 5)
+                n = await asyncio.wait_for(notes.__anext__(), 5)
                 seen.append(n.payload)
             assert seen == [b"ON", b"OFF"]
             req.observation.cancel()

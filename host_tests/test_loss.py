@@ -24,7 +24,7 @@ def test_retransmitted_con_put_is_applied_exactly_once():
     calls = []
     res = server.routes[b"alarm"]
     handle = res.handle
-    res.handle = lambda req: calls.append(req.code) or handle(req)
+    res.handle = lambda req, fmt: calls.append(req.code) or handle(req, fmt)
     put_on = request(coap.PUT, payload=b"ON", mid=100, token=b"\x01")
     acked = False
     timeout = ACK_TIMEOUT
@@ -96,7 +96,7 @@ def test_every_observer_ends_with_the_final_state():
                     if o.addr == addr:
                         o.receive(msg, deliver, clock.now)
             for o in obs:
-                if clock.now - o.heard > (server.max_age + 5) * 1000:
+                if clock.now - o.heard > (server.observe.max_age + 5) * 1000:
                     o.register(deliver, clock.now)
             clock.advance(100)
 

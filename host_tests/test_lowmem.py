@@ -2,7 +2,7 @@
 # use (JSON, CBOR, /health, discovery filters) may find no room. The client then gets a clear 5.03,
 # not silence, and the alarm keeps serving.
 from host import coapmsg as coap
-from test_storm import BOARD_HEAP
+from harness import BOARD_HEAP
 
 
 def test_first_use_features_at_board_heap_answer_or_say_503(firmware):

@@ -5,7 +5,7 @@ import socket
 
 from firmware import config
 from host import coapmsg as coap
-from firmware.app import App
+from firmware.start import build
 from harness import free_udp_port, request
 
 
@@ -20,7 +20,7 @@ def test_server_follows_a_new_address_after_reconnect():
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        app = App(cfg, ip="127.0.0.2")  # as if DHCP gave 127.0.0.2 at boot
+        app = build(cfg, ip="127.0.0.2")  # as if DHCP gave 127.0.0.2 at boot
         assert app.bound == "127.0.0.2"
         runner = asyncio.create_task(app.run())
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -49,7 +49,7 @@ def test_wifi_up_after_boot_binds_to_the_address_and_joins_the_group():
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        app = App(cfg, ip=None)  # Wi-Fi still connecting when the app started
+        app = build(cfg, ip=None)  # Wi-Fi still connecting when the app started
         app.group_sock.close()   # as on a board, where joining needs a network
         app.group_sock = None
         runner = asyncio.create_task(app.run())

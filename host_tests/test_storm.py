@@ -8,9 +8,8 @@ import socket
 import time
 
 from host import coapmsg as coap
-from harness import request
+from harness import BOARD_HEAP, request
 
-BOARD_HEAP = os.environ.get("COAP_ALARM_BOARD_HEAP", "64k")  # bench.py searches it
 STORM = 100000
 BURST = 250          # datagrams between two pacing pings: far below the socket buffer
 MAX_OBSERVERS = 8
