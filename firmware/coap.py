@@ -195,11 +195,9 @@ class Reader:
                 return False
             seg = segments[j]
             s = starts[k]
-            if ends[k] - s != len(seg):
+            e = ends[k]
+            if e - s != len(seg) or (seg and d.find(seg, s, e) != s):  # find(): C, no copy
                 return False
-            for i in range(len(seg)):
-                if seg[i] != d[s + i]:
-                    return False
             j += 1
         return j == n
 
@@ -299,6 +297,20 @@ class Writer:
         return self
 
     def option_uint(self, number, value):
+        delta = number - self.last
+        i = self.n
+        if 0 <= delta < 13 and value < 256 and i < len(self.buf) - 2:
+            # The common case (one header byte, at most one value byte), without _opt_head().
+            self.last = number
+            buf = self.buf
+            if value:
+                buf[i] = (delta << 4) | 1
+                buf[i + 1] = value
+                self.n = i + 2
+            else:
+                buf[i] = delta << 4
+                self.n = i + 1
+            return self
         length = 0
         v = value
         while v:

@@ -188,8 +188,9 @@ class Endpoint:
             dedup.add(addr, msg.mid, now, None)
             return
         self.send(out, addr)
-        # Keep a CON's reply for its retransmissions; a repeated NON is just ignored.
-        dedup.add(addr, msg.mid, now, out if mtype == _CON else None)
+        # Keep a CON's reply for its retransmissions; a repeated NON is just ignored. A request
+        # that changed state (not a GET, answered 2.xx) is kept from a flood's eviction.
+        dedup.add(addr, msg.mid, now, out if mtype == _CON else None, code != _GET and out[1] >> 5 == 2)
 
     def _acked(self, addr, mid):
         box = self.outbox

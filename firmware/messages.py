@@ -16,77 +16,94 @@ _EXCHANGE_LIFETIME_MS = const(247000)
 class DedupCache:
     """Recently received requests (endpoint, MID) and the reply sent to each.
 
-    A ring: when full, the oldest entry is dropped. A linear scan of a few
-    slots allocates nothing, unlike a dict keyed by tuples. Small replies are
-    copied into one preallocated arena (a ring too), so caching a reply
-    allocates nothing; a reply the arena cannot hold is kept as its own bytes.
+    A ring of fixed slots: a linear search allocates nothing, unlike a dict keyed by tuples.
+    The MIDs sit big-endian in one bytearray, so a lookup is one C-level find(). Each entry
+    has its own slot in a preallocated arena for its reply (a GET's ACK is about 12 bytes),
+    so caching a reply allocates nothing; a longer reply is kept as its own bytes.
+
+    Entries for requests that changed state (keep: a PUT or POST answered 2.xx) are passed
+    over by the ring while they are fresh, so a flood of other requests cannot flush them
+    and let a retransmitted PUT be applied twice; at most half the table is held that way.
     """
 
-    def __init__(self, capacity, arena=None):
+    def __init__(self, capacity, slot=24):
         self.capacity = capacity
-        self.addrs = [None] * capacity
-        self.mids = array("H", bytes(2 * capacity))
+        self.addrs = [None] * capacity      # None marks a free slot
+        self.mids = bytearray(2 * capacity)
+        self.key = bytearray(2)             # the MID looked up, as mids holds it
         self.times = array("i", bytes(4 * capacity))   # ticks: < 2**30
-        self.replies = [None] * capacity  # None, True (in the arena) or bytes
-        self.offs = array("H", bytes(2 * capacity))
-        self.lens = array("H", bytes(2 * capacity))
-        self.arena = bytearray(arena if arena is not None else 24 * capacity)  # a GET's ACK: ~12 B
+        self.replies = [None] * capacity    # None, True (in its arena slot) or bytes
+        self.lens = bytearray(capacity)     # the length of a reply in its slot
+        self.keep = bytearray(capacity)     # 1: a state change, passed over while fresh
+        self.slot = slot
+        self.arena = bytearray(slot * capacity)
         self.amv = memoryview(self.arena)
-        self.apos = 0
         self.head = 0
+        self.last = 0                       # the entry added last
 
     def find(self, addr, mid, now):
+        key = self.key
+        key[0] = mid >> 8
+        key[1] = mid & 0xFF
         mids = self.mids
-        addrs = self.addrs
-        for i in range(self.capacity):
-            if mids[i] == mid and addrs[i] == addr:
-                if ticks_diff(now, self.times[i]) < _EXCHANGE_LIFETIME_MS:
-                    return i
-                addrs[i] = None  # expired
-                self.replies[i] = None
-                return -1
+        j = mids.find(key)
+        while j >= 0:
+            if not j & 1:
+                i = j >> 1
+                if self.addrs[i] == addr:
+                    if ticks_diff(now, self.times[i]) < _EXCHANGE_LIFETIME_MS:
+                        return i
+                    self.addrs[i] = None  # expired
+                    self.replies[i] = None
+                    self.keep[i] = 0
+                    return -1
+            j = mids.find(key, j + 1)
         return -1
 
     def reply(self, i):
         """The reply cached for entry i (bytes or a view of the arena), or None."""
         r = self.replies[i]
         if r is True:
-            o = self.offs[i]
+            o = i * self.slot
             return self.amv[o:o + self.lens[i]]
         return r
 
-    def add(self, addr, mid, now, reply):
-        i = self.head
-        self.head = (i + 1) % self.capacity
+    def add(self, addr, mid, now, reply, keep=False):
+        cap = self.capacity
         addrs = self.addrs
-        for j in range(self.capacity):
-            # One address object per endpoint: keeping each datagram's own would pin small
-            # objects all over a small heap and leave no hole big enough for the next receive.
-            if addrs[j] == addr:
-                addr = addrs[j]
-                break
+        i = self.head
+        skipped = 0
+        while (self.keep[i] and addrs[i] is not None and skipped < cap >> 1
+               and ticks_diff(now, self.times[i]) < _EXCHANGE_LIFETIME_MS):
+            i = (i + 1) % cap
+            skipped += 1
+        self.head = (i + 1) % cap
+        # One address object per endpoint: keeping each datagram's own would pin small
+        # objects all over a small heap and leave no hole big enough for the next receive.
+        if addrs[self.last] == addr:
+            addr = addrs[self.last]
+        else:
+            for j in range(cap):
+                if addrs[j] == addr:
+                    addr = addrs[j]
+                    break
+        self.last = i
         addrs[i] = addr
-        self.mids[i] = mid
+        self.mids[2 * i] = mid >> 8
+        self.mids[2 * i + 1] = mid & 0xFF
         self.times[i] = now
-        self.replies[i] = None
-        if reply is not None:
+        self.keep[i] = 1 if keep else 0
+        if reply is None:
+            self.replies[i] = None
+        else:
             n = len(reply)
-            size = len(self.arena)
-            if n * 4 > size:
-                self.replies[i] = bytes(reply)
-            else:
-                o = self.apos
-                if o + n > size:
-                    o = 0
-                # Whatever the new bytes overwrite is no longer cached.
-                for j in range(self.capacity):
-                    if self.replies[j] is True and self.offs[j] < o + n and o < self.offs[j] + self.lens[j]:
-                        self.replies[j] = None
+            if n <= self.slot:
+                o = i * self.slot
                 self.arena[o:o + n] = reply
-                self.offs[i] = o
                 self.lens[i] = n
                 self.replies[i] = True
-                self.apos = o + n
+            else:
+                self.replies[i] = bytes(reply)
         return i
 
     def clear(self):
@@ -94,6 +111,7 @@ class DedupCache:
         for i in range(self.capacity):
             self.addrs[i] = None
             self.replies[i] = None
+            self.keep[i] = 0
 
     def __len__(self):
         return self.capacity - self.addrs.count(None)  # None marks a free slot

@@ -2,7 +2,6 @@
 # (precompiled .mpy, as deployed): a full observer table, a flood, and a storm of 100,000
 # malformed and random datagrams. Afterwards it still serves, its tables are within capacity,
 # its heap is back near where it started, and it never ran out of memory.
-import os
 import random
 import socket
 import time
