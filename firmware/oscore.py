@@ -61,12 +61,60 @@ def _info(ident, id_context, kind, length):
         + bytes((length,))
 
 
+def _hlen(n):
+    return 1 if n < 24 else (2 if n < 0x100 else 3)
+
+
+def _put_bstr(buf, i, data):
+    # A CBOR byte string (head and data) into buf at i (data shorter than 64 KiB); the new i.
+    n = len(data)
+    if n < 24:
+        buf[i] = 0x40 | n
+    elif n < 0x100:
+        buf[i] = 0x58
+        i += 1
+        buf[i] = n
+    else:
+        buf[i] = 0x59
+        buf[i + 1] = n >> 8
+        i += 2
+        buf[i] = n & 0xFF
+    i += 1
+    for b in data:
+        buf[i] = b
+        i += 1
+    return i
+
+
 def aad(request_kid, request_piv, class_i=b""):
     """AAD = Enc_structure ["Encrypt0", h'', external_aad] (5.4) over
-    aad_array [1, [alg], request_kid, request_piv, Class I options]."""
-    arr = b"\x85\x01\x81" + bytes((_ALG,)) + head(2, len(request_kid)) + request_kid \
-        + head(2, len(request_piv)) + request_piv + head(2, len(class_i)) + class_i
-    return _ENCRYPT0 + head(2, len(arr)) + arr
+    aad_array [1, [alg], request_kid, request_piv, Class I options]; one allocation."""
+    lk = len(request_kid)
+    lp = len(request_piv)
+    li = len(class_i)
+    n = 4 + _hlen(lk) + lk + _hlen(lp) + lp + _hlen(li) + li  # aad_array
+    out = bytearray(11 + _hlen(n) + n)
+    for i in range(11):
+        out[i] = _ENCRYPT0[i]
+    if n < 24:
+        out[11] = 0x40 | n
+        i = 12
+    else:  # Class I options (none are defined yet) or IDs that long
+        i = 11 + _hlen(n)
+        out[11] = 0x58 if n < 0x100 else 0x59
+        if n < 0x100:
+            out[12] = n
+        else:
+            out[12] = n >> 8
+            out[13] = n & 0xFF
+    out[i] = 0x85
+    out[i + 1] = 0x01
+    out[i + 2] = 0x81
+    out[i + 3] = _ALG
+    i = _put_bstr(out, i + 4, request_kid)
+    i = _put_bstr(out, i, request_piv)
+    _put_bstr(out, i, class_i)
+    return out
 
 
 def piv_bytes(n):
@@ -74,7 +122,7 @@ def piv_bytes(n):
     k = 1
     while n >> (k << 3):
         k += 1
-    return bytes((n >> ((k - 1 - i) << 3)) & 0xFF for i in range(k))
+    return n.to_bytes(k, "big")
 
 
 def piv_int(piv):
@@ -184,6 +232,18 @@ class ReplayWindow:
         self.known = False
 
 
+def derive(secret, sender_id, recipient_id, salt=b"", id_context=None):
+    """(Sender Key, Recipient Key, Common IV) from the input parameters (RFC 8613 3.2.1)."""
+    if len(sender_id) > _MAX_ID or len(recipient_id) > _MAX_ID:
+        raise ValueError("OSCORE IDs are at most 7 bytes")
+    if sender_id == recipient_id:
+        raise ValueError("Sender ID and Recipient ID must differ")
+    prk = hkdf_extract(salt, secret)
+    return (hkdf_expand(prk, _info(sender_id, id_context, b"Key", _KEY_LEN), _KEY_LEN),
+            hkdf_expand(prk, _info(recipient_id, id_context, b"Key", _KEY_LEN), _KEY_LEN),
+            hkdf_expand(prk, _info(b"", id_context, b"IV", _NONCE_LEN), _NONCE_LEN))
+
+
 class SecurityContext:
     """An OSCORE security context (RFC 8613 3) for AES-CCM-16-64-128 and HKDF-SHA256.
 
@@ -198,22 +258,16 @@ class SecurityContext:
 
     def __init__(self, secret, sender_id, recipient_id, salt=b"", id_context=None,
                  sequence=None, replay=None):
-        if len(sender_id) > _MAX_ID or len(recipient_id) > _MAX_ID:
-            raise ValueError("OSCORE IDs are at most 7 bytes")
-        if sender_id == recipient_id:
-            raise ValueError("Sender ID and Recipient ID must differ")
-        prk = hkdf_extract(salt, secret)
-        self.sender_key = hkdf_expand(prk, _info(sender_id, id_context, b"Key", _KEY_LEN), _KEY_LEN)
-        self.recipient_key = hkdf_expand(prk, _info(recipient_id, id_context, b"Key", _KEY_LEN),
-                                         _KEY_LEN)
-        self.common_iv = hkdf_expand(prk, _info(b"", id_context, b"IV", _NONCE_LEN), _NONCE_LEN)
+        sender_key, recipient_key, self.common_iv = derive(secret, sender_id, recipient_id, salt,
+                                                           id_context)
+        # The keys live on only inside the two block ciphers.
+        self._send = aes_ecb(sender_key)
+        self._recv = aes_ecb(recipient_key)
         self.sender_id = bytes(sender_id)
         self.recipient_id = bytes(recipient_id)
         self.id_context = None if id_context is None else bytes(id_context)
         self.sequence = SenderSequence() if sequence is None else sequence
         self.replay = ReplayWindow() if replay is None else replay
-        self._send = aes_ecb(self.sender_key)
-        self._recv = aes_ecb(self.recipient_key)
 
     def nonce(self, id_piv, piv):
         """AEAD nonce (5.2): [len(ID_PIV), ID_PIV left-padded to 7, PIV left-padded to 5]
@@ -261,7 +315,7 @@ class SecurityContext:
         pt = ccm_decrypt(self._recv, self.nonce(kid, piv), aad(kid, piv, class_i), payload, _TAG_LEN)
         if pt is None:
             return None
-        return pt, [kid, bytes(piv), False]
+        return pt, [kid, piv, False]
 
     def protect_response(self, plaintext, request, new_piv=False, class_i=b""):
         """RFC 8613 8.3: returns (OSCORE option value, ciphertext) of a response to `request`.
@@ -316,45 +370,66 @@ def verify_request(contexts, option, payload, class_i=b""):
 # -- the OSCORE option value (6.1) -------------------------------------------------------------
 
 def option_value(piv=None, kid=None, kid_context=None):
-    """Flag byte, Partial IV, kid context (length-prefixed), kid; empty when all are absent."""
-    flags = 0
-    out = b""
-    if piv:
-        if len(piv) > _MAX_PIV:
-            raise ValueError("Partial IV")
-        flags = len(piv)
-        out = piv
+    """Flag byte, Partial IV, kid context (length-prefixed), kid; empty when all are absent.
+    A bytearray (one allocation), or b"" when empty."""
+    lp = len(piv) if piv else 0
+    if lp > _MAX_PIV:
+        raise ValueError("Partial IV")
+    flags = lp
+    n = 1 + lp
     if kid_context is not None:
         flags |= _FLAG_H
-        out += bytes((len(kid_context),)) + kid_context
+        n += 1 + len(kid_context)
     if kid is not None:
         flags |= _FLAG_K
-        out += kid
-    return bytes((flags,)) + out if flags else b""
+        n += len(kid)
+    if not flags:
+        return b""
+    out = bytearray(n)
+    out[0] = flags
+    i = 1
+    for b in piv if lp else b"":
+        out[i] = b
+        i += 1
+    if kid_context is not None:
+        out[i] = len(kid_context)
+        i += 1
+        for b in kid_context:
+            out[i] = b
+            i += 1
+    if kid is not None:
+        for b in kid:
+            out[i] = b
+            i += 1
+    return out
 
 
 def decode_option(value):
     """(Partial IV or None, kid or None, kid context or None), or None when malformed."""
     if not value:
         return None, None, None
+    if not isinstance(value, bytes):
+        value = bytes(value)
+    end = len(value)
     flags = value[0]
     n = flags & _FLAG_N
     if flags & _FLAG_RESERVED or n > _MAX_PIV:
         return None
     i = 1 + n
-    if i > len(value):
+    if i > end:
         return None
-    piv = bytes(value[1:i]) if n else None
+    piv = value[1:i] if n else None
     ctx = None
     if flags & _FLAG_H:
-        if i >= len(value) or i + 1 + value[i] > len(value):
+        if i >= end or i + 1 + value[i] > end:
             return None
-        ctx = bytes(value[i + 1:i + 1 + value[i]])
-        i += 1 + value[i]
+        s = value[i]
+        ctx = value[i + 1:i + 1 + s]
+        i += 1 + s
     kid = None
     if flags & _FLAG_K:
-        kid = bytes(value[i:])
-    elif i != len(value):
+        kid = value[i:]
+    elif i != end:
         return None
     return piv, kid, ctx
 

@@ -61,12 +61,14 @@ def vector_checks(oscore):
     for name, sa, sid, rid, ic, i_s, i_r, i_iv, k_s, k_r, iv, n_s, n_r in derivations:
         c = oscore.SecurityContext(secret, sid, rid, salt=sa, id_context=ic)
         ctxs[name] = c
+        keys = oscore.derive(secret, sid, rid, sa, ic)
         check(name + " info sender key", oscore._info(sid, ic, b"Key", 16), i_s)
         check(name + " info recipient key", oscore._info(rid, ic, b"Key", 16), i_r)
         check(name + " info common IV", oscore._info(b"", ic, b"IV", 13), i_iv)
-        check(name + " sender key", c.sender_key, k_s)
-        check(name + " recipient key", c.recipient_key, k_r)
-        check(name + " common IV", c.common_iv, iv)
+        check(name + " sender key", keys[0], k_s)
+        check(name + " recipient key", keys[1], k_r)
+        check(name + " common IV", keys[2], iv)
+        check(name + " context common IV", c.common_iv, iv)
         check(name + " sender nonce", c.nonce(sid, b"\x00"), n_s)
         check(name + " recipient nonce", c.nonce(rid, b"\x00"), n_r)
 
