@@ -372,6 +372,39 @@ def test_context_parameters_are_checked():
         oscore.SecurityContext(b"secret", b"\x01", b"\x01")  # one key for both directions
 
 
+# Whatever arrives from the network: the parsers answer None, never raise.
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+option_lists = st.lists(st.tuples(st.integers(0, 2000), st.binary(max_size=300)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(option_lists, st.integers(0, 255), st.binary(max_size=40))
+def test_plaintext_round_trip(options, code, payload):
+    pt = oscore.encode_plaintext(code, options, payload)
+    in_order = sorted(options, key=lambda o: o[0])  # CPython's sort is stable
+    assert oscore.decode_plaintext(pt) == (code, in_order, payload)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=60))
+def test_parsers_never_raise(data):
+    got = oscore.decode_plaintext(data)
+    assert got is None or oscore.encode_plaintext(*got) == data
+    fields = oscore.decode_option(data)
+    assert fields is None or oscore.option_value(*fields) == (data if data[:1] != b"\x00" else b"")
+
+
+SERVER = oscore.SecurityContext(b"0123456789abcdef", b"", b"\x01", replay=oscore.ReplayWindow(known=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=20), st.binary(max_size=40))
+def test_verify_request_never_raises(option, payload):
+    status = oscore.verify_request([SERVER], option, payload)[0]
+    assert status in (oscore.MALFORMED, oscore.NO_CONTEXT, oscore.REPLAY, oscore.DECRYPT_FAILED)
+
+
 # -- the same checks under the MicroPython VM, and the figures -------------------------------
 
 VM_DRIVER = r"""
