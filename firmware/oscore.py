@@ -51,7 +51,8 @@ NO_CONTEXT = const(2)      # 4.01 Unauthorized, unprotected
 REPLAY = const(3)          # 4.01 Unauthorized, unprotected
 DECRYPT_FAILED = const(4)  # 4.00 Bad Request, unprotected
 UNSYNCED = const(5)        # authentic, but the window is unknown: check the inner Echo, else a
-#                            protected 4.01 with an Echo option and the server's own Partial IV
+#                            protected 4.01 with an Echo option; its binding makes every
+#                            response carry the server's own Partial IV
 
 
 def _info(ident, id_context, kind, length):
@@ -179,10 +180,6 @@ class ReplayWindow:
         self.top = -1
         self.known = known
 
-    def _bit(self, n):
-        p = n % self.size
-        return p >> 3, 1 << (p & 7)
-
     def fresh(self, n):
         """True if sequence number n may be accepted (the window is known, n is not too old
         and was not received before)."""
@@ -192,24 +189,25 @@ class ReplayWindow:
             return True
         if n <= self.top - self.size:
             return False
-        i, m = self._bit(n)
-        return not self.bits[i] & m
+        p = n % self.size
+        return not self.bits[p >> 3] & (1 << (p & 7))
 
     def mark(self, n):
         """Record n as received (after it was verified)."""
         bits = self.bits
+        size = self.size
         top = self.top
         if n > top:
-            if n - top >= self.size:
+            if n - top >= size:
                 for i in range(len(bits)):
                     bits[i] = 0
             else:
                 for k in range(top + 1, n):
-                    i, m = self._bit(k)
-                    bits[i] &= ~m
+                    p = k % size
+                    bits[p >> 3] &= ~(1 << (p & 7))
             self.top = n
-        i, m = self._bit(n)
-        bits[i] |= m
+        p = n % size
+        bits[p >> 3] |= 1 << (p & 7)
 
     def check_and_mark(self, n):
         """fresh(n), and if so mark(n): True when n is accepted."""
@@ -362,6 +360,9 @@ def verify_request(contexts, option, payload, class_i=b""):
     if got is None:
         return DECRYPT_FAILED, ctx, None, None
     if not window.known:
+        # Not known to be fresh: the same request may come again, so its answer (4.01 with
+        # Echo) must not reuse the request's nonce (B.1.2): mark the nonce as used.
+        got[1][2] = True
         return UNSYNCED, ctx, got[0], got[1]
     window.mark(seq)
     return OK, ctx, got[0], got[1]
@@ -463,17 +464,17 @@ def outer_code(request, observe=False):
     return _CONTENT if observe else _CHANGED
 
 
-def _ext(v):
-    return v if v < 13 else (13 if v < 269 else 14)
-
-
-def _ext_bytes(v):
+def _nibble(out, v):
+    # RFC 7252 3.1: a delta or length nibble (returned) and its extended bytes (appended).
     if v < 13:
-        return b""
+        return v
     if v < 269:
-        return bytes((v - 13,))
+        out.append(v - 13)
+        return 13
     v -= 269
-    return bytes((v >> 8, v & 0xFF))
+    out.append(v >> 8)
+    out.append(v & 0xFF)
+    return 14
 
 
 def _in_order(options):
@@ -500,11 +501,10 @@ def encode_options(options):
     out = bytearray()
     last = 0
     for num, val in _in_order(options):
-        d = num - last
-        n = len(val)
-        out.append((_ext(d) << 4) | _ext(n))
-        out += _ext_bytes(d)
-        out += _ext_bytes(n)
+        at = len(out)
+        out.append(0)
+        d = _nibble(out, num - last)
+        out[at] = (d << 4) | _nibble(out, len(val))
         out += val
         last = num
     return bytes(out)

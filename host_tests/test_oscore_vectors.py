@@ -250,6 +250,10 @@ def behaviour_checks(oscore):
     status, ctx, got, binding = oscore.verify_request([other, srv], opt, ct)
     check("unsynced after boot", (status, ctx is srv, bytes(got) == pt), (oscore.UNSYNCED, True, True))
     check("window still unknown", srv.replay.known, False)
+    eopt, ect = srv.protect_response(b"\x81", binding)  # 4.01 + Echo: never the request's nonce
+    check("answer to an unsynced request has its own PIV", oscore.decode_option(eopt)[0] is not None,
+          True)
+    check("client reads it", cli.unprotect_response(oscore.decode_option(eopt)[0], ect, req), "81")
     srv.replay.start(oscore.piv_int(binding[1]))  # the Echo checked out
     check("same request now replayed", oscore.verify_request([srv], opt, ct)[0], oscore.REPLAY)
     opt, ct, req = cli.protect_request(pt)
@@ -437,7 +441,12 @@ def test_same_checks_under_micropython(tmp_path, checks):
 
 FIGURES = r"""
 import gc, time
+from firmware import compat, cbor  # loaded by the firmware anyway
+gc.collect()
+base = gc.mem_alloc()
 from firmware import oscore
+gc.collect()
+print("HEAP_IMPORT", gc.mem_alloc() - base)
 secret = b"0123456789abcdef"
 gc.collect()
 base = gc.mem_alloc()
@@ -495,5 +504,7 @@ def test_figures_under_micropython_64k_heap(tmp_path):
     fig = {k: int(v) for k, v in fig.items()}
     print("\nOSCORE under the MicroPython VM (64k heap):", fig)
     assert 300 < fig["HEAP_PER_CONTEXT"] < 2500
+    # oscore + oscore_crypto as .mpy, alone in a fresh VM (so with the qstr pools they open)
+    assert 0 < fig["HEAP_IMPORT"] < 16000
     for k in ("US_PROTECT_REQUEST", "US_VERIFY_REQUEST", "US_PROTECT_RESPONSE", "US_UNPROTECT_RESPONSE"):
         assert 0 < fig[k] < 20000, k
