@@ -12,7 +12,6 @@
 #
 # Keys stay inside the context; nothing here prints or logs. Sequence numbers only go forward,
 # so with a persisted SenderSequence a nonce is never used twice under one key.
-from firmware.cbor import head
 from firmware.compat import const
 from firmware.oscore_crypto import aes_ecb, ccm_decrypt, ccm_encrypt, hkdf_expand, hkdf_extract
 
@@ -55,36 +54,52 @@ UNSYNCED = const(5)        # authentic, but the window is unknown: check the inn
 #                            response carry the server's own Partial IV
 
 
-def _info(ident, id_context, kind, length):
-    # info = [id, id_context / nil, alg_aead, type, L] (3.2.1)
-    ctx = b"\xf6" if id_context is None else head(2, len(id_context)) + id_context
-    return b"\x85" + head(2, len(ident)) + ident + ctx + bytes((_ALG,)) + head(3, len(kind)) + kind \
-        + bytes((length,))
-
-
 def _hlen(n):
     return 1 if n < 24 else (2 if n < 0x100 else 3)
 
 
-def _put_bstr(buf, i, data):
-    # A CBOR byte string (head and data) into buf at i (data shorter than 64 KiB); the new i.
-    n = len(data)
+def _put_head(buf, i, n):
+    # The head of a CBOR byte string of n < 64 KiB bytes into buf at i; the new i.
     if n < 24:
         buf[i] = 0x40 | n
-    elif n < 0x100:
+        return i + 1
+    if n < 0x100:
         buf[i] = 0x58
-        i += 1
-        buf[i] = n
-    else:
-        buf[i] = 0x59
-        buf[i + 1] = n >> 8
-        i += 2
-        buf[i] = n & 0xFF
-    i += 1
+        buf[i + 1] = n
+        return i + 2
+    buf[i] = 0x59
+    buf[i + 1] = n >> 8
+    buf[i + 2] = n & 0xFF
+    return i + 3
+
+
+def _put_bstr(buf, i, data):
+    i = _put_head(buf, i, len(data))
     for b in data:
         buf[i] = b
         i += 1
     return i
+
+
+def _info(ident, id_context, kind, length):
+    # info = [id, id_context / nil, alg_aead, type, L] (3.2.1); kind b"Key" or b"IV", L < 24
+    lc = 1 if id_context is None else _hlen(len(id_context)) + len(id_context)
+    out = bytearray(1 + _hlen(len(ident)) + len(ident) + lc + 2 + len(kind) + 1)
+    out[0] = 0x85
+    i = _put_bstr(out, 1, ident)
+    if id_context is None:
+        out[i] = 0xF6
+        i += 1
+    else:
+        i = _put_bstr(out, i, id_context)
+    out[i] = _ALG
+    out[i + 1] = 0x60 | len(kind)
+    i += 2
+    for b in kind:
+        out[i] = b
+        i += 1
+    out[i] = length
+    return out
 
 
 def aad(request_kid, request_piv, class_i=b""):
@@ -97,17 +112,7 @@ def aad(request_kid, request_piv, class_i=b""):
     out = bytearray(11 + _hlen(n) + n)
     for i in range(11):
         out[i] = _ENCRYPT0[i]
-    if n < 24:
-        out[11] = 0x40 | n
-        i = 12
-    else:  # Class I options (none are defined yet) or IDs that long
-        i = 11 + _hlen(n)
-        out[11] = 0x58 if n < 0x100 else 0x59
-        if n < 0x100:
-            out[12] = n
-        else:
-            out[12] = n >> 8
-            out[13] = n & 0xFF
+    i = _put_head(out, 11, n)  # external_aad: the array wrapped in a byte string
     out[i] = 0x85
     out[i + 1] = 0x01
     out[i + 2] = 0x81

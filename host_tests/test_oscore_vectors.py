@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from harness import ROOT, tool
 
@@ -376,8 +377,20 @@ def test_context_parameters_are_checked():
         oscore.SecurityContext(b"secret", b"\x01", b"\x01")  # one key for both directions
 
 
+# -- properties -------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=7), st.binary(max_size=5), st.binary(max_size=400), st.one_of(
+    st.none(), st.binary(max_size=300)))
+def test_cbor_structures_agree_with_cbor2(kid, piv, class_i, id_context):
+    import cbor2
+    assert oscore.aad(kid, piv, class_i) == cbor2.dumps(["Encrypt0", b"", cbor2.dumps(
+        [1, [10], kid, piv, class_i])])
+    assert oscore._info(kid, id_context, b"Key", 16) == cbor2.dumps([kid, id_context, 10, "Key", 16])
+    assert oscore._info(b"", id_context, b"IV", 13) == cbor2.dumps([b"", id_context, 10, "IV", 13])
+
+
 # Whatever arrives from the network: the parsers answer None, never raise.
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 option_lists = st.lists(st.tuples(st.integers(0, 2000), st.binary(max_size=300)), max_size=12)
 
