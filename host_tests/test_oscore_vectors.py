@@ -11,13 +11,17 @@ from hypothesis import given, settings, strategies as st
 
 from harness import ROOT, tool
 
-try:
-    import cryptography  # noqa: F401  (CPython's AES block, host/compat_cpython.py)
-except ImportError:
-    pytest.skip("the `cryptography` package is missing (pip install -r requirements-dev.txt): "
-                "CPython takes the AES block for OSCORE from it", allow_module_level=True)
+from firmware import oscore
 
-from firmware import oscore  # noqa: E402
+try:
+    import cryptography  # noqa: F401
+except ImportError:
+    cryptography = None
+# CPython takes the AES block from `cryptography` (host/compat_cpython.py): without it only the
+# checks that need no cipher here, and everything under the MicroPython VM, run.
+needs_cryptography = pytest.mark.skipif(
+    cryptography is None, reason="the `cryptography` package is missing (pip install -r "
+    "requirements-dev.txt): CPython takes the AES block for OSCORE from it")
 
 
 # -- shared checks: MicroPython-compatible, no pytest, each returns [(name, got, want)] -------
@@ -346,6 +350,7 @@ def failures(results):
     return [(n, g, w) for n, g, w in results if g != w]
 
 
+@needs_cryptography
 def test_rfc8613_appendix_c_vectors():
     results = vector_checks(oscore)
     assert failures(results) == []
@@ -356,12 +361,14 @@ def test_rfc8613_appendix_c_vectors():
     assert len(results) > 100
 
 
+@needs_cryptography
 def test_option_window_sequence_and_flow():
     results = behaviour_checks(oscore)
     assert failures(results) == []
     assert len(results) >= 80
 
 
+@needs_cryptography
 def test_sender_sequence_must_be_persisted_before_use():
     ctx = oscore.SecurityContext(b"0123456789abcdef", b"\x01", b"\x02", sequence=oscore.SenderSequence(77))
     with pytest.raises(ValueError):
@@ -412,13 +419,12 @@ def test_parsers_never_raise(data):
     assert fields is None or oscore.option_value(*fields) == (data if data[:1] != b"\x00" else b"")
 
 
-SERVER = oscore.SecurityContext(b"0123456789abcdef", b"", b"\x01", replay=oscore.ReplayWindow(known=True))
-
-
+@needs_cryptography
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=20), st.binary(max_size=40))
 def test_verify_request_never_raises(option, payload):
-    status = oscore.verify_request([SERVER], option, payload)[0]
+    server = oscore.SecurityContext(b"0123456789abcdef", b"", b"\x01", replay=oscore.ReplayWindow(known=True))
+    status = oscore.verify_request([server], option, payload)[0]
     assert status in (oscore.MALFORMED, oscore.NO_CONTEXT, oscore.REPLAY, oscore.DECRYPT_FAILED)
 
 
@@ -443,13 +449,14 @@ def run_micropython(tmp_path, source, heap=None, path=ROOT):
     return p.stdout
 
 
-@pytest.mark.parametrize("checks", [vector_checks, behaviour_checks], ids=["vectors", "behaviour"])
-def test_same_checks_under_micropython(tmp_path, checks):
+@pytest.mark.parametrize("checks,least", [(vector_checks, 111), (behaviour_checks, 83)],
+                         ids=["vectors", "behaviour"])
+def test_same_checks_under_micropython(tmp_path, checks, least):
     src = inspect.getsource(checks) + VM_DRIVER % (checks.__name__, checks.__name__)
     out = run_micropython(tmp_path, src, heap="2m").splitlines()
     failed = [line for line in out if "|False|" in line]
     assert failed == []
-    assert out[-1] == "COUNT %d" % len(checks(oscore)) and len(out) == len(checks(oscore)) + 1
+    assert out[-1] == "COUNT %d" % (len(out) - 1) and len(out) - 1 >= least
 
 
 FIGURES = r"""
