@@ -481,34 +481,49 @@ for c in (cli, srv):
     c.sequence = oscore.SenderSequence(0, step=100000)
     c.sequence.persisted(c.sequence.reserve())
 srv.replay = oscore.ReplayWindow(known=True)
+def batch(n, pt, reply):
+    t = [0, 0, 0, 0]
+    for i in range(n):
+        t0 = time.ticks_us()
+        opt, ct, req = cli.protect_request(pt)
+        t1 = time.ticks_us()
+        status, ctx, got, binding = oscore.verify_request(ctxs, opt, ct)
+        t2 = time.ticks_us()
+        ropt, rct = srv.protect_response(reply, binding)
+        t3 = time.ticks_us()
+        back = cli.unprotect_response(oscore.decode_option(ropt)[0], rct, req)
+        t4 = time.ticks_us()
+        assert status == oscore.OK and back == reply
+        t[0] += time.ticks_diff(t1, t0)
+        t[1] += time.ticks_diff(t2, t1)
+        t[2] += time.ticks_diff(t3, t2)
+        t[3] += time.ticks_diff(t4, t3)
+    return t
+
+def best(pt, reply, n=100, runs=5):
+    # the fastest of 5 batches of 100 exchanges, per operation: the least disturbed by the host
+    b = batch(n, pt, reply)
+    for _ in range(runs - 1):
+        b = [min(x, y) for x, y in zip(b, batch(n, pt, reply))]
+    return [x // n for x in b]
+
 pt = oscore.encode_plaintext(3, [(11, b"alarm")], b"ON")
-N = 200
-t = [0, 0, 0, 0]
-for i in range(N):
-    t0 = time.ticks_us()
-    opt, ct, req = cli.protect_request(pt)
-    t1 = time.ticks_us()
-    status, ctx, got, binding = oscore.verify_request(ctxs, opt, ct)
-    t2 = time.ticks_us()
-    ropt, rct = srv.protect_response(b"\x44\xff" + b"ON", binding)
-    t3 = time.ticks_us()
-    back = cli.unprotect_response(oscore.decode_option(ropt)[0], rct, req)
-    t4 = time.ticks_us()
-    assert status == oscore.OK and back is not None
-    t[0] += time.ticks_diff(t1, t0)
-    t[1] += time.ticks_diff(t2, t1)
-    t[2] += time.ticks_diff(t3, t2)
-    t[3] += time.ticks_diff(t4, t3)
-print("US_PROTECT_REQUEST", t[0] // N)
-print("US_VERIFY_REQUEST", t[1] // N)
-print("US_PROTECT_RESPONSE", t[2] // N)
-print("US_UNPROTECT_RESPONSE", t[3] // N)
-gc.collect()
-a = gc.mem_alloc()
+t = best(pt, b"\x44\xffON")
+print("US_PROTECT_REQUEST", t[0])
+print("US_VERIFY_REQUEST", t[1])
+print("US_PROTECT_RESPONSE", t[2])
+print("US_UNPROTECT_RESPONSE", t[3])
+t = best(oscore.encode_plaintext(3, [(11, b"alarm")], b"x" * 256), b"\x45\xff" + b"y" * 256)
+print("US_EXCHANGE_256B", sum(t))
 opt, ct, req = cli.protect_request(pt)
+reply = b"\x44\xffON"
+gc.collect()
+gc.disable()
+a = gc.mem_alloc()
 status, ctx, got, binding = oscore.verify_request(ctxs, opt, ct)
-ropt, rct = srv.protect_response(b"\x44\xff" + b"ON", binding)
-print("HEAP_LEFT_BY_EXCHANGE", gc.mem_alloc() - a)
+ropt, rct = srv.protect_response(reply, binding)
+print("HEAP_ALLOCATED_BY_SERVER_EXCHANGE", gc.mem_alloc() - a)  # results and garbage
+gc.enable()
 gc.collect()
 print("HEAP_FREE", gc.mem_free())
 """
@@ -527,4 +542,6 @@ def test_figures_under_micropython_64k_heap(tmp_path):
     # oscore + oscore_crypto as .mpy, alone in a fresh VM (so with the qstr pools they open)
     assert 0 < fig["HEAP_IMPORT"] < 16000
     for k in ("US_PROTECT_REQUEST", "US_VERIFY_REQUEST", "US_PROTECT_RESPONSE", "US_UNPROTECT_RESPONSE"):
-        assert 0 < fig[k] < 20000, k
+        assert 0 < fig[k] < 5000, k
+    assert fig["US_EXCHANGE_256B"] < 50000
+    assert fig["HEAP_ALLOCATED_BY_SERVER_EXCHANGE"] < 2048
