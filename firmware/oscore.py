@@ -12,6 +12,19 @@
 #
 # Keys stay inside the context; nothing here prints or logs. Sequence numbers only go forward,
 # so with a persisted SenderSequence a nonce is never used twice under one key.
+#
+# A server's request layer, for a request with an OSCORE option (9):
+#   status, ctx, pt, req = verify_request(contexts, option_value, payload)
+#     MALFORMED: 4.02; NO_CONTEXT, REPLAY: 4.01; DECRYPT_FAILED: 4.00 (unprotected, Max-Age 0)
+#     UNSYNCED: if the inner Echo is the one sent, ctx.replay.start(piv_int(req[1])) and go on;
+#               else answer a protected 4.01 carrying a new Echo (it gets its own Partial IV)
+#   code, inner, body = decode_plaintext(pt) (None: malformed inside: a protected 4.00), with
+#   the outer Class U options merged back
+#   before each protect: if ctx.sequence.due(): persist v = ctx.sequence.reserve() atomically,
+#   then ctx.sequence.persisted(v)
+#   opt, ct = ctx.protect_response(encode_plaintext(rcode, inner, body), req); send code
+#   outer_code(False, observe), the outer options plus (9, opt), payload ct. Keep req for the
+#   notifications of an observation: each later one gets its own Partial IV.
 from firmware.compat import const
 from firmware.oscore_crypto import aes_ecb, ccm_decrypt, ccm_encrypt, hkdf_expand, hkdf_extract
 
