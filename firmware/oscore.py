@@ -360,8 +360,8 @@ def find_context(contexts, kid, kid_context=None):
 
 def verify_request(contexts, option, payload, class_i=b""):
     """RFC 8613 8.2 steps 2-6 for a server: (status, context, plaintext, request binding).
-    status is OK or one of the errors above; context is set from NO_CONTEXT on, plaintext and
-    binding for OK and UNSYNCED. The window is marked only for OK; for UNSYNCED the caller
+    status is OK or one of the errors above; context is set for REPLAY, DECRYPT_FAILED, OK and
+    UNSYNCED, plaintext and binding for OK and UNSYNCED. The window is marked only for OK; for UNSYNCED the caller
     checks the inner Echo and then calls context.replay.start(piv_int(binding[1]))."""
     fields = decode_option(option)
     if fields is None or fields[0] is None or fields[1] is None:
