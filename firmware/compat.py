@@ -12,6 +12,11 @@ if sys.implementation.name == "micropython":
     ticks_diff = time.ticks_diff
     sleep_ms = asyncio.sleep_ms
 
+    def aes_ecb(key):
+        # AES block encryption under key (OSCORE): .encrypt(src, dst) writes E(key, src) into dst.
+        from cryptolib import aes
+        return aes(key, 1)
+
     class readable:
         # Awaitable that parks the task until the socket is readable (asyncio's own IO queue).
         def __init__(self, sock):
@@ -50,7 +55,7 @@ if sys.implementation.name == "micropython":
                 self.clear()
 else:
     from host.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
-                                         ThreadSafeFlag, sleep_ms, readable, pending)
+                                         ThreadSafeFlag, sleep_ms, readable, pending, aes_ecb)
     machine = None
 
 

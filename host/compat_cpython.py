@@ -61,3 +61,16 @@ def pending(sock):
     def more():
         return bool(select.select([sock], [], [], 0)[0])
     return more
+
+
+class aes_ecb:
+    # cryptolib.aes(key, 1) (ECB) for the OSCORE tests, from the `cryptography` package.
+    def __init__(self, key):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        self._enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+
+    def encrypt(self, src, dst=None):
+        out = self._enc.update(bytes(src))
+        if dst is None:
+            return out
+        dst[:len(out)] = out
