@@ -150,17 +150,17 @@ class App:
 
     async def run(self, console=None):
         self.rx = asyncio.create_task(self.receive(self.sock))
-        tasks = [asyncio.create_task(self.timers())]
         if self.group_sock is not None:
-            tasks.append(asyncio.create_task(self.receive(self.group_sock, True)))
+            asyncio.create_task(self.receive(self.group_sock, True))
         if self.input is not None:
-            tasks.append(asyncio.create_task(self.input.run()))
+            asyncio.create_task(self.input.run())
         if console is not None:
-            tasks.append(asyncio.create_task(console(
+            asyncio.create_task(console(
                 self.alarm, self.input.pin if self.input else None,
                 self.input.active_low if self.input else True,
-                self.endpoint.service, self.stats)))
-        await asyncio.gather(*tasks)
+                self.endpoint.service, self.stats))
+        # The timers run in this task (no gather(): its module would cost a small heap ~1 KB).
+        await self.timers()
 
     def serve(self):
         """Run forever (main.py calls this once start.py, the boot code, is gone)."""

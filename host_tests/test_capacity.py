@@ -56,18 +56,23 @@ def test_request_filling_the_receive_buffer_gets_4_13():
 
 
 def test_dedup_cache_never_returns_a_wrong_reply():
-    # The reply arena wraps and overwrites: an entry may lose its reply, never get another's.
+    # Entries are reused in a ring, replies short and long: an entry may lose its reply, never
+    # get another's; a duplicate is found only for its own endpoint and MID.
     import random
     from firmware.messages import DedupCache
     rnd = random.Random(3)
-    cache = DedupCache(8, arena=64)
+    cache = DedupCache(8, slot=16)
     stored = {}
     for k in range(2000):
         reply = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 30)))
-        i = cache.add(("10.0.4.1", k), k & 0xFFFF, 0, reply)
-        stored[i] = reply
-        for j, want in stored.items():
+        addr = ("10.0.4.%d" % (k % 3), k)
+        mid = rnd.randrange(4) * 256 + rnd.randrange(4)   # few MIDs: many look-alikes in the table
+        i = cache.add(addr, mid, 0, reply, keep=rnd.random() < 0.2)
+        stored[i] = (addr, mid, reply)
+        for j, (a, m, want) in stored.items():
             got = cache.reply(j)
             assert got is None or bytes(got) == want
+            if cache.addrs[j] == a:
+                assert cache.find(a, m, 0) == j
         assert len(cache) <= cache.capacity
     assert cache.reply(cache.add(("10.0.4.1", 1), 1, 0, b"x" * 20)) is not None  # big ones kept as bytes
