@@ -15,6 +15,7 @@ from harness import ROOT, free_udp_port, tool
 from vboard import BoardProcess, VirtualBoard
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import build  # noqa: E402
 import deploy  # noqa: E402
 
 
@@ -97,6 +98,35 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     c.close()
 
 
+def test_deploy_mpy_puts_exactly_the_tested_build_on_the_board(vboard):
+    # Byte for byte the .mpy files the tests run (harness.precompiled_firmware, tools/build.py).
+    from harness import precompiled_firmware
+    board = vboard()
+    r = board.deploy("--mpy", "--no-reset")
+    assert r.returncode == 0, r.stderr
+    tested = precompiled_firmware()
+    on_board = []
+    for d, _, names in os.walk(os.path.join(board.fs, "firmware")):
+        on_board += [os.path.relpath(os.path.join(d, n), board.fs).replace(os.sep, "/") for n in names]
+    expected = [build.board_path(rel) for rel in build.board_files()]
+    assert sorted(on_board) == sorted(p for p in expected if p.startswith("firmware/"))
+    for path in expected:
+        with open(os.path.join(board.fs, path), "rb") as a, open(os.path.join(tested, path), "rb") as b:
+            assert a.read() == b.read(), "%s on the board differs from the tested build" % path
+
+
+def test_dry_run_says_which_config_keys_change(capsys):
+    old = json.dumps({"port": 5683, "wifi_ssid": "home", "persist": False})
+    board = FakeBoard(info(files={"config.json": ("0" * 64, len(old))}, config=old))
+    args = deploy.parse_args(["--device", "x", "--dry-run", "--coap-port", "5700",
+                              "--ssid", "home", "--set", "log_level=\"debug\""])
+    assert deploy.deploy(args, board) == 0
+    out = capsys.readouterr().out
+    assert "copy   config.json (changed: port; new: log_level; removed: persist)" in out
+    assert deploy.config_change(old, json.loads(old)) == "same settings, rewritten"
+    assert deploy.config_change("[1]", {}) == "changed: the board's copy is not a JSON object"
+
+
 def test_only_changed_files_are_copied(vboard):
     board = vboard()
     # A board that already has this version (put there directly: a full deploy is tested above).
@@ -136,6 +166,7 @@ def test_a_port_that_is_not_micropython(vboard):
     assert r.returncode == 1
     assert "answers, but not like MicroPython (no raw REPL within 1 s)" in r.stderr
     assert "docs/flash-a-board.md" in r.stderr
+    assert r.stdout == ""  # not mpremote's own print of the bytes it got (a stray b'' line)
 
 
 def test_a_full_filesystem_is_refused_before_copying(vboard):
@@ -207,6 +238,7 @@ def test_bad_configuration_is_refused_before_touching_the_board(tmp_path, flags,
                         str(tmp_path / "none")] + flags, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "the configuration has errors; nothing was copied" in r.stderr and message in r.stderr
+    assert "using default" not in r.stderr  # nothing is deployed, defaults included
 
 
 def test_config_file_problems(tmp_path):
@@ -242,7 +274,8 @@ def test_set_needs_key_equals_value(capsys):
 
 def info(**kw):
     d = {"impl": "micropython", "version": "1.24.1", "platform": "esp32", "mpy": 0x206,
-         "bsize": 4096, "free": 1 << 20, "reset": True, "fwdir": True, "files": {}}
+         "bsize": 4096, "free": 1 << 20, "reset": True, "dirs": ["firmware"], "files": {},
+         "config": None}
     d.update(kw)
     return d
 
