@@ -230,8 +230,9 @@ def test_mpy_cross_missing_message(capsys, monkeypatch):
 @pytest.mark.parametrize("flags, message", [
     (["--coap-port", "70000"], "config: port = 70000 is not an integer from 1 to 65535"),
     (["--output-pin", "20"], "config: output_pin = 20 is not an ESP32 GPIO"),
-    (["--set", "colour=red"], "config: unknown key 'colour' ignored"),
-    (["--password", "short"], "config: wifi_password = 'short' is not"),
+    (["--set", "colour=red"], 'config: unknown key "colour" ignored'),
+    (["--password", "short"], 'config: wifi_password = "short" is not'),
+    (["--output-pin", "1"], "config: output_pin = 1 is UART0 TX, the serial link of the REPL and deploy"),
 ])
 def test_bad_configuration_is_refused_before_touching_the_board(tmp_path, flags, message):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--device",
@@ -239,6 +240,14 @@ def test_bad_configuration_is_refused_before_touching_the_board(tmp_path, flags,
     assert r.returncode == 1
     assert "the configuration has errors; nothing was copied" in r.stderr and message in r.stderr
     assert "using default" not in r.stderr  # nothing is deployed, defaults included
+
+
+def test_a_strapping_pin_is_deployed_with_the_warning(capsys):
+    board = FakeBoard(info())
+    assert deploy.deploy(deploy.parse_args(["--device", "x", "--dry-run", "--output-pin", "12"]), board) == 0
+    out = capsys.readouterr()
+    assert "config: warning: output_pin 12 is a strapping pin: held high at reset" in out.err
+    assert "copy   config.json (new)" in out.out
 
 
 def test_config_file_problems(tmp_path):
@@ -423,4 +432,4 @@ def test_make_deploy_passes_the_password_verbatim(tmp_path):
     password = "a'b\"$c"
     r = make_deploy("DEVICE=" + str(tmp_path / "none"), "PASSWORD=" + password)
     assert r.returncode != 0
-    assert "wifi_password = %r is not" % password in r.stderr
+    assert "wifi_password = %s is not" % json.dumps(password) in r.stderr

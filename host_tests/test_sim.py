@@ -68,6 +68,19 @@ def test_sim_serves_alarm_and_pins_can_be_driven(how):
     assert p.returncode == 0 and rest.endswith("sim: stopped\n") and "Traceback" not in rest, rest
 
 
+def test_the_smallest_heap_the_sim_names_boots():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import sim
+    port = free_udp_port()
+    p, _ = start_sim("--port", str(port), "--heap", "%dk" % (sim.SMALLEST_HEAP // 1024))
+    try:
+        c = Client(port)
+        assert c.request(coap.GET).payload == b"OFF"
+        c.close()
+    finally:
+        ctrl_c(p)
+
+
 def test_ctrl_c_stops_cleanly_and_leaves_no_temporary_folder(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     p, lines = start_sim("--port", str(free_udp_port()), "--heap", "128k", env=env)

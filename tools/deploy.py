@@ -93,8 +93,13 @@ def build_config(args):
     # The firmware's own validator: a value it would reject is an error here, before the copy.
     from firmware import config
     problems = []
-    # Nothing is deployed when a key is refused, so no "using default ..." here.
-    config.validate(cfg, lambda m: problems.append(m.split("; using default")[0]))
+
+    def report(message):
+        if message.startswith("config: warning:"):  # e.g. a strapping pin: deployed, but said
+            print(message, file=sys.stderr)
+        else:  # nothing is deployed when a key is refused, so no "using default ..." here
+            problems.append(message.split("; using default")[0])
+    config.validate(cfg, report)
     if problems:
         raise DeployError("the configuration has errors; nothing was copied:\n  " + "\n  ".join(problems))
     return cfg
