@@ -31,6 +31,18 @@ def test_without_socat_and_libcoap_the_tests_skip_and_say_what_to_install(tmp_pa
     assert "needs `coap-rd-notls`, which is not installed" in out
 
 
+def test_without_the_vm_its_tests_skip_and_the_cpython_ones_run(tmp_path):
+    # What `make test` does where there is no VM wheel (the venv's micropython hidden here).
+    env = dict(os.environ, COAP_ALARM_HIDE_TOOLS="micropython")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                        os.path.join(ROOT, "host_tests", "test_smoke_vm.py"),
+                        os.path.join(ROOT, "host_tests", "test_codec.py")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and " passed" in out and "1 skipped" in out, out
+    assert "needs `micropython`, which is not installed" in out
+
+
 def test_the_vm_message_says_when_the_platform_has_no_wheel(monkeypatch):
     import platform
     monkeypatch.setattr(sys, "platform", "linux")
