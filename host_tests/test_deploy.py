@@ -48,7 +48,16 @@ def running(tmp_path):
 
 
 def firmware_files():
-    return sorted(n for n in os.listdir(os.path.join(ROOT, "firmware")) if n.endswith(".py"))
+    """The firmware/ files a deploy puts on a board (tools/build.py's list)."""
+    return sorted(rel for rel in build.board_files() if rel.startswith("firmware/"))
+
+
+def board_tree(fs):
+    """Every file under firmware/ on a (virtual) board, as board paths."""
+    out = []
+    for d, _, names in os.walk(os.path.join(fs, "firmware")):
+        out += [os.path.relpath(os.path.join(d, n), fs).replace(os.sep, "/") for n in names]
+    return sorted(out)
 
 
 # -- end to end ------------------------------------------------------------------------------
@@ -68,7 +77,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert r.returncode == 0, r.stderr
     assert "copied %d file(s)" % (len(firmware_files()) + 3) in r.stdout
     assert "no machine.reset(): restart it by hand" in r.stdout  # the unix port cannot reset
-    assert sorted(os.listdir(os.path.join(board.fs, "firmware"))) == firmware_files()
+    assert board_tree(board.fs) == firmware_files()
     with open(os.path.join(board.fs, "config.json")) as f:
         assert json.load(f) == {"port": port, "bind": "127.0.0.1", "persist": True}
 
@@ -88,8 +97,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert r.returncode == 0, r.stderr
     assert "remove firmware/app.py" in r.stdout and "copy   firmware/app.mpy (new)" in r.stdout
     assert "copy   config.json" not in r.stdout and "copy   main.py" not in r.stdout
-    assert sorted(os.listdir(os.path.join(board.fs, "firmware"))) == \
-        [n[:-3] + ".mpy" for n in firmware_files()]
+    assert board_tree(board.fs) == sorted(build.board_path(rel) for rel in firmware_files())
 
     fw = running(board.fs, port)
     assert "restored alarm ON" in "".join(fw.output)
@@ -105,14 +113,27 @@ def test_deploy_mpy_puts_exactly_the_tested_build_on_the_board(vboard):
     r = board.deploy("--mpy", "--no-reset")
     assert r.returncode == 0, r.stderr
     tested = precompiled_firmware()
-    on_board = []
-    for d, _, names in os.walk(os.path.join(board.fs, "firmware")):
-        on_board += [os.path.relpath(os.path.join(d, n), board.fs).replace(os.sep, "/") for n in names]
     expected = [build.board_path(rel) for rel in build.board_files()]
-    assert sorted(on_board) == sorted(p for p in expected if p.startswith("firmware/"))
+    assert board_tree(board.fs) == sorted(p for p in expected if p.startswith("firmware/"))
     for path in expected:
         with open(os.path.join(board.fs, path), "rb") as a, open(os.path.join(tested, path), "rb") as b:
             assert a.read() == b.read(), "%s on the board differs from the tested build" % path
+
+
+def test_subpackages_get_their_directories_made_parents_first(tmp_path):
+    # The board file list may grow subpackages (firmware/coap/...): each directory is made once.
+    local = tmp_path / "x.py"
+    local.write_text("x = 1\n")
+    files = [("boot.py", str(local)), ("firmware/__init__.py", str(local)),
+             ("firmware/coap/__init__.py", str(local)), ("firmware/coap/codec.py", str(local))]
+    plan = deploy.make_plan(files, info(dirs=[]))
+    assert plan.mkdir == ["firmware", "firmware/coap"]
+    assert deploy.make_plan(files, info(dirs=["firmware"])).mkdir == ["firmware/coap"]
+    board = FakeBoard(info())
+    board.apply(plan)
+    cmd = board.commands[0]
+    assert cmd[4:8] == ["mkdir", ":firmware", "+", "mkdir"] and cmd[8] == ":firmware/coap"
+    assert cmd.index(":firmware/coap") < cmd.index(":firmware/coap/codec.py")
 
 
 def test_dry_run_says_which_config_keys_change(capsys):
@@ -132,7 +153,8 @@ def test_only_changed_files_are_copied(vboard):
     # A board that already has this version (put there directly: a full deploy is tested above).
     import shutil
     os.makedirs(os.path.join(board.fs, "firmware"))
-    for name in ["boot.py", "main.py"] + ["firmware/" + n for n in firmware_files()]:
+    for name in build.board_files():
+        os.makedirs(os.path.dirname(os.path.join(board.fs, name)), exist_ok=True)
         shutil.copy(os.path.join(ROOT, name), os.path.join(board.fs, name))
     with open(os.path.join(board.fs, "firmware", "log.py"), "a") as f:
         f.write("# edited on the board\n")
