@@ -24,6 +24,7 @@ INSTALL = {
     "aiocoap-client": "from PyPI (aiocoap): " + _VENV,
     "aiocoap-rd": "from PyPI (aiocoap): " + _VENV,
     "socat": "Debian/Ubuntu: `sudo apt install socat`; macOS: `brew install socat`",
+    "make": "Debian/Ubuntu: `sudo apt install make`; macOS: `xcode-select --install`",
     "coap-client-notls": _LIBCOAP,
     "coap-server-notls": _LIBCOAP,
     "coap-rd-notls": _LIBCOAP,

