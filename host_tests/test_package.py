@@ -67,3 +67,20 @@ def test_mip_install_of_package_json_gives_a_board_that_serves(tmp_path):
         if fw:
             fw.stop()
         board.close()
+
+
+def test_the_regenerate_command_writes_this_package_json(tmp_path):
+    # `python tools/build.py --package-json`, run in a copy of the checkout.
+    import shutil
+    import subprocess
+    for rel in ("tools/build.py", "boot.py", "main.py"):
+        os.makedirs(tmp_path / os.path.dirname(rel), exist_ok=True)
+        shutil.copy(os.path.join(ROOT, rel), tmp_path / rel)
+    shutil.copytree(os.path.join(ROOT, "firmware"), tmp_path / "firmware",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "tools/build.py", "--package-json"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("build: wrote package.json (%d files)" % len(board_build().board_files()))
+    with open(os.path.join(ROOT, "package.json")) as a:
+        assert (tmp_path / "package.json").read_text() == a.read()
