@@ -84,6 +84,26 @@ def test_the_smallest_heap_the_sim_names_serves():
         ctrl_c(p)
 
 
+def test_without_a_vm_the_sim_runs_the_firmware_under_cpython(tmp_path):
+    # A Python with no `micropython` beside it nor on PATH: what a Raspberry Pi or an Intel Mac has.
+    import platform
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(os.path.realpath(sys.executable), bindir / "python3")
+    env = dict(os.environ, PATH=str(tmp_path / "empty"))
+    port = free_udp_port()
+    p, lines = start([str(bindir / "python3"), SIM, "--port", str(port), "--heap", "64k"], env)
+    try:
+        assert lines[0] == ("sim: no MicroPython VM for %s %s: running the same firmware under CPython "
+                            "(--heap needs the VM: ignored)\n" % (sys.platform, platform.machine()))
+        c = Client(port)
+        assert c.request(coap.GET).payload == b"OFF"
+        c.close()
+    finally:
+        rest = ctrl_c(p)
+    assert p.returncode == 0 and rest.endswith("sim: stopped\n"), rest
+
+
 def test_ctrl_c_stops_cleanly_and_leaves_no_temporary_folder(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     p, lines = start_sim("--port", str(free_udp_port()), "--heap", "128k", env=env)
