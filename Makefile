@@ -1,4 +1,4 @@
-# coap-alarm: host commands. Every target bootstraps .venv itself.
+# coap-alarm: host commands. Every target but help bootstraps .venv itself.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -17,7 +17,7 @@ export SSID PASSWORD CONFIG
 .PHONY: help sim test bench deploy venv clean
 .DEFAULT_GOAL := help
 
-## coap-alarm: `make TARGET [OPTION=value ...]`. Every target sets up .venv/ on first use.
+## coap-alarm: `make TARGET [OPTION=value ...]`. Each target sets up .venv/ on first use.
 ##
 ## make sim      run the real firmware on this computer, with simulated pins; Ctrl-C stops it
 ##                 PORT=5683        the UDP port to serve
@@ -47,7 +47,7 @@ $(BIN)/.ready: requirements-dev.txt
 venv: $(BIN)/.ready
 
 # The real main.py under the MicroPython unix port (CPython where there is none), simulated pins.
-# exec: Ctrl-C reaches the simulator, which stops cleanly.
+# exec: no shell in between. On Ctrl-C the simulator lets the firmware stop and exits 0, quietly.
 sim: $(BIN)/.ready
 	@exec $(BIN)/python tools/sim.py --port '$(PORT)' --bind '$(BIND)' $(if $(HEAP),--heap '$(HEAP)') \
 	  $(if $(CONFIG),--config "$$CONFIG")
