@@ -1,4 +1,4 @@
-# coap-alarm: host commands. Every target bootstraps .venv itself.
+# coap-alarm: host commands. Every target but help bootstraps .venv itself.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,7 +14,30 @@ override SSID := $(value SSID)
 override PASSWORD := $(value PASSWORD)
 export SSID PASSWORD CONFIG
 
-.PHONY: sim test bench deploy venv clean
+.PHONY: help sim test bench deploy venv clean
+.DEFAULT_GOAL := help
+
+## coap-alarm: `make TARGET [OPTION=value ...]`. Each target sets up .venv/ on first use.
+##
+## make sim      run the real firmware on this computer, with simulated pins; Ctrl-C stops it
+##                 PORT=5683        the UDP port to serve
+##                 BIND=127.0.0.1   0.0.0.0: your network too (it prints the address for a phone)
+##                 HEAP=64k         a board-sized heap (the firmware is precompiled to .mpy first)
+##                 CONFIG=my.json   a config.json to start from (PORT and BIND still apply)
+## make test     run every test; PYTEST_ARGS='-k deploy' picks some
+## make deploy   put the alarm on a board running MicroPython (docs/flash-a-board.md)
+##                 DEVICE=/dev/ttyUSB0  the board's serial port
+##                 SSID=... PASSWORD=...  the Wi-Fi to join (none: the board opens an access point)
+##                 CONFIG=my.json   start config.json from this file
+##                 MPY=1            precompile to .mpy (less RAM on the board)
+##                 DRY_RUN=1        only print the plan
+##                 DEPLOY_ARGS='--persist --output-pin 4'  any other flag of tools/deploy.py --help
+## make bench    throughput and latency against aiocoap and libcoap, heap, flash; BENCH_ARGS=...
+## make venv     only set up .venv/
+## make clean    remove .venv/ and build leftovers
+## make help     this text
+help:
+	@sed -n 's/^## \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 $(BIN)/.ready: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,23 +46,23 @@ $(BIN)/.ready: requirements-dev.txt
 
 venv: $(BIN)/.ready
 
-## Run the real main.py under the MicroPython unix port, with simulated pins.
+# The real main.py under the MicroPython unix port (CPython where there is none), simulated pins.
+# exec: no shell in between. On Ctrl-C the simulator lets the firmware stop and exits 0, quietly.
 sim: $(BIN)/.ready
-	$(BIN)/python tools/sim.py --port $(PORT) --bind $(BIND) $(if $(HEAP),--heap $(HEAP))
+	@exec $(BIN)/python tools/sim.py --port '$(PORT)' --bind '$(BIND)' $(if $(HEAP),--heap '$(HEAP)') \
+	  $(if $(CONFIG),--config "$$CONFIG")
 
-## Run every host test (CPython unit tests, MicroPython VM, real CoAP peers).
+# Every host test (CPython unit tests, MicroPython VM, real CoAP peers).
 test: $(BIN)/.ready
 	$(BIN)/python -m pytest host_tests -q $(PYTEST_ARGS)
 
-## Put the alarm on a board running MicroPython (docs/flash-a-board.md):
-##   make deploy DEVICE=/dev/ttyUSB0 [SSID=home PASSWORD='...'] [CONFIG=my.json] [MPY=1] [DRY_RUN=1]
-##              [DEPLOY_ARGS='--persist --output-pin 4 ...']   (python tools/deploy.py --help)
+# Put the alarm on a board running MicroPython (docs/flash-a-board.md).
 deploy: $(BIN)/.ready
 	$(BIN)/python tools/deploy.py --device '$(DEVICE)' $(if $(SSID),--ssid "$$SSID") \
 	  $(if $(PASSWORD),--password "$$PASSWORD") $(if $(CONFIG),--config "$$CONFIG") \
 	  $(if $(MPY),--mpy) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
-## Benchmarks: throughput vs aiocoap and libcoap, notification latency, heap, flash (< 3 min).
+# Benchmarks: throughput vs aiocoap and libcoap, notification latency, heap, flash (< 3 min).
 bench: $(BIN)/.ready
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 

@@ -60,10 +60,10 @@ SCHEMA = {
     "bind": (str, lambda v: len(v) > 0, "an IP address such as 0.0.0.0"),
     "port": (1, 65535),
     "output_pin": (int, lambda v: _gpio(v) and v < 34,
-                   "an ESP32 GPIO that can drive an output (0-5, 12-19, 21-23, 25-27, 32-33)"),
+                   "an ESP32 GPIO that can drive an output (0, 2, 4, 5, 12-19, 21-23, 25-27, 32-33)"),
     "output_active_high": (bool, None, "true or false"),
     "input_pin": ((int, type(None)), lambda v: v is None or _gpio(v),
-                  "an ESP32 GPIO (0-5, 12-19, 21-23, 25-27, 32-33, 34-39), or null"),
+                  "an ESP32 GPIO (0, 2, 4, 5, 12-19, 21-23, 25-27, 32-39), or null"),
     "input_pull": ((str, type(None)), lambda v: v in ("up", "down", None), '"up", "down" or null'),
     "input_active_low": (bool, None, "true or false"),
     "input_debounce_ms": (0, 10000),
@@ -97,7 +97,7 @@ def validate(raw, report=print):
         value = raw[key]
         rule = SCHEMA.get(key)
         if rule is None:
-            report("config: unknown key %r ignored" % (key,))
+            report("config: unknown key %s ignored" % json.dumps(key))
             continue
         if len(rule) == 2:  # an integer range
             types, check, want = int, None, "an integer from %d to %d" % rule
@@ -114,7 +114,28 @@ def validate(raw, report=print):
         if ok:
             cfg[key] = value
         else:
-            report("config: %s = %r is not %s; using default %r" % (key, value, want, DEFAULTS[key]))
+            # JSON spelling (false, null, "x"): what the user writes in config.json.
+            report("config: %s = %s is not %s; using default %s"
+                   % (key, json.dumps(value), want, json.dumps(DEFAULTS[key])))
+    # Pins that exist but are not free. GPIO1/3 are UART0, the serial link of the REPL, mpremote
+    # and deploy. Strapping pins are read at reset: whatever is wired to them must not hold
+    # them the wrong way then (the DevKit's LED on 2 and BOOT button on 0 are made for it).
+    for key in ("output_pin", "input_pin"):
+        pin = cfg[key]
+        if pin == 1 or pin == 3:
+            report("config: %s = %d is UART0 %s, the serial link of the REPL and deploy: using it "
+                   "cuts that link; using default %s"
+                   % (key, pin, "TX" if pin == 1 else "RX", json.dumps(DEFAULTS[key])))
+            cfg[key] = DEFAULTS[key]
+        elif pin in (0, 2, 5, 12, 15) and pin != DEFAULTS[key] and (
+                key == "output_pin" or pin != cfg["output_pin"]):
+            report("config: warning: %s %d is a strapping pin: held %s; mind what it is wired to"
+                   % (key, pin, {
+                       0: "low at reset, the board starts its bootloader instead of the alarm",
+                       2: "high at reset, the board cannot be flashed",
+                       5: "low at reset, it changes the SDIO timing",
+                       12: "high at reset, the flash gets 1.8 V and the board does not boot",
+                       15: "low at reset, the boot messages are silenced"}[pin]))
     # Keys that are fine alone but not together.
     pin = cfg["input_pin"]
     if pin is not None and pin == cfg["output_pin"]:

@@ -57,14 +57,31 @@ def command(line, alarm, input_pin, active_low, stats=None):
 
 
 async def console(alarm, input_pin, active_low, service, stats=None):
-    """Read commands from stdin until it closes. service() runs once per command."""
-    from firmware.compat import readable
+    """Read commands from stdin until it closes. Never stalls the server: it reads only the
+    bytes that are there, one read at a time, and a partial line waits here for the rest while
+    the loop goes on serving. service() runs once per command."""
+    from firmware.compat import pending, readable
+    src = sys.stdin.buffer
+    src = getattr(src, "raw", src)  # CPython: unbuffered, so select() sees every unread byte
+    more = pending(sys.stdin)
+    line = b""
     while True:
         await readable(sys.stdin)
-        line = sys.stdin.readline()
-        if not line:
-            return  # stdin closed: keep serving, just without a console
-        out = command(line, alarm, input_pin, active_low, stats)
-        if out:
-            print("[sim] " + out)
-        service()
+        while True:
+            c = src.read(1)
+            if c == b"\n" or not c:
+                try:
+                    word = line.decode()
+                except UnicodeError:
+                    word = "?"  # not a command: the help text
+                line = b""
+                out = command(word, alarm, input_pin, active_low, stats)
+                if out:
+                    print("[sim] " + out)
+                service()
+                if not c:
+                    return  # stdin closed: keep serving, just without a console
+            elif len(line) < 200:  # a command is one short word
+                line += c
+            if not more():
+                break

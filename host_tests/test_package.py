@@ -1,6 +1,7 @@
 # package.json (for `mpremote mip install`) must list exactly what a board needs.
 import json
 import os
+import sys
 
 from firmware import VERSION
 from harness import ROOT
@@ -11,14 +12,25 @@ def load():
         return json.load(f)
 
 
-def test_lists_every_firmware_file_and_boot_and_main():
-    pkg = load()
-    targets = [t for t, _ in pkg["urls"]]
-    fw = sorted("firmware/" + n for n in os.listdir(os.path.join(ROOT, "firmware")) if n.endswith(".py"))
-    missing = sorted(set(["boot.py", "main.py"] + fw) - set(targets))
-    extra = sorted(set(targets) - set(["boot.py", "main.py"] + fw))
-    assert not missing and not extra, "package.json is stale: add %s, remove %s" % (missing, extra)
-    assert len(set(targets)) == len(targets)
+def board_build():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import build
+    return build
+
+
+def test_lists_exactly_the_board_files():
+    # The one list (tools/build.py) decides; host-only code (host/) is never in it.
+    build = board_build()
+    targets = [t for t, _ in load()["urls"]]
+    assert targets == build.board_files(), \
+        "package.json is stale: run `python tools/build.py --package-json`"
+    assert not any(t.startswith("host/") for t in targets)
+
+
+def test_package_json_is_what_build_writes():
+    with open(os.path.join(ROOT, "package.json")) as f:
+        assert f.read() == board_build().package_json(), \
+            "package.json is stale: run `python tools/build.py --package-json`"
 
 
 def test_urls_are_relative_to_the_repository_and_exist():
@@ -55,3 +67,20 @@ def test_mip_install_of_package_json_gives_a_board_that_serves(tmp_path):
         if fw:
             fw.stop()
         board.close()
+
+
+def test_the_regenerate_command_writes_this_package_json(tmp_path):
+    # `python tools/build.py --package-json`, run in a copy of the checkout.
+    import shutil
+    import subprocess
+    for rel in ("tools/build.py", "boot.py", "main.py"):
+        os.makedirs(tmp_path / os.path.dirname(rel), exist_ok=True)
+        shutil.copy(os.path.join(ROOT, rel), tmp_path / rel)
+    shutil.copytree(os.path.join(ROOT, "firmware"), tmp_path / "firmware",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "tools/build.py", "--package-json"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("build: wrote package.json (%d files)" % len(board_build().board_files()))
+    with open(os.path.join(ROOT, "package.json")) as a:
+        assert (tmp_path / "package.json").read_text() == a.read()

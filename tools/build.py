@@ -8,8 +8,10 @@ The board package is firmware/ (every .py in it), plus boot.py and main.py at th
 Host-only code (host/: CoAP numbers and Message for tests and tools, the CPython half of
 compat, the simulated pins) is never part of it.
 """
+import json
 import os
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,6 +54,11 @@ def compile_file(mpy_cross, rel, dest_dir, root=ROOT):
     return out
 
 
+def board_path(rel):
+    """Where rel lands on a board built with .mpy: firmware/x.py -> firmware/x.mpy."""
+    return rel if rel in TOP else rel[:-3] + ".mpy"
+
+
 def build(dest, mpy_cross, extras=(), root=ROOT):
     """The board tree under dest: firmware/ as .mpy, boot.py and main.py as source, and any
     extras (compiled too). Returns dest."""
@@ -62,3 +69,37 @@ def build(dest, mpy_cross, extras=(), root=ROOT):
         else:
             compile_file(mpy_cross, rel, dest, root)
     return dest
+
+
+def package_json(root=ROOT):
+    """The text of package.json (for `mpremote mip install`): the board files, the version."""
+    sys.path.insert(0, root)
+    try:
+        from firmware import VERSION
+    finally:
+        sys.path.remove(root)
+    pkg = {"urls": [[rel, rel] for rel in board_files(root)], "deps": [], "version": VERSION}
+    text = json.dumps(pkg, indent=2)
+    # One [target, url] pair per line, as people write it.
+    text = text.replace('[\n      "', '["').replace('",\n      "', '", "').replace('"\n    ]', '"]')
+    return text + "\n"
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description="The board build (see the module's docstring).")
+    ap.add_argument("--list", action="store_true", help="print the board files, one a line")
+    ap.add_argument("--package-json", action="store_true",
+                    help="rewrite package.json from the board file list")
+    args = ap.parse_args(argv)
+    if args.package_json:
+        with open(os.path.join(ROOT, "package.json"), "w") as f:
+            f.write(package_json())
+        print("build: wrote package.json (%d files)" % len(board_files()))
+    if args.list or not args.package_json:
+        print("\n".join(board_files()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,9 @@ files that are no longer part of the deploy, then resets the board. See docs/fla
 """
 import argparse
 import ast
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,6 +24,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import build  # noqa: E402  the board file list and the one compile step
 
 DOC = "docs/flash-a-board.md"
 
@@ -89,7 +93,13 @@ def build_config(args):
     # The firmware's own validator: a value it would reject is an error here, before the copy.
     from firmware import config
     problems = []
-    config.validate(cfg, problems.append)
+
+    def report(message):
+        if message.startswith("config: warning:"):  # e.g. a strapping pin: deployed, but said
+            print(message, file=sys.stderr)
+        else:  # nothing is deployed when a key is refused, so no "using default ..." here
+            problems.append(message.split("; using default")[0])
+    config.validate(cfg, report)
     if problems:
         raise DeployError("the configuration has errors; nothing was copied:\n  " + "\n  ".join(problems))
     return cfg
@@ -98,13 +108,8 @@ def build_config(args):
 # -- what goes on the board ------------------------------------------------------------------
 
 def source_files():
-    """(board path, local path) of boot.py, main.py and every firmware/*.py."""
-    out = [("boot.py", os.path.join(ROOT, "boot.py")), ("main.py", os.path.join(ROOT, "main.py"))]
-    fw = os.path.join(ROOT, "firmware")
-    for name in sorted(os.listdir(fw)):
-        if name.endswith(".py"):
-            out.append(("firmware/" + name, os.path.join(fw, name)))
-    return out
+    """(board path, local path) of every board file (tools/build.py's list)."""
+    return [(rel, os.path.join(ROOT, rel.replace("/", os.sep))) for rel in build.board_files()]
 
 
 def mpy_cross_version(mpy_cross):
@@ -122,17 +127,16 @@ def mpy_cross_version(mpy_cross):
 
 
 def compile_mpy(files, mpy_cross, workdir):
-    """firmware/*.py -> .mpy (boot.py and main.py stay source: the board runs them by name)."""
+    """firmware/ -> .mpy with tools/build.py's compile step, the one the tests measure (boot.py
+    and main.py stay source: the board runs them by name)."""
     out = []
     for remote, local in files:
-        if remote.startswith("firmware/"):
-            remote = remote[:-3] + ".mpy"
-            dest = os.path.join(workdir, remote.replace("/", os.sep))
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            r = subprocess.run([mpy_cross, "-o", dest, local], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise DeployError("mpy-cross could not compile %s:\n%s" % (local, r.stderr.strip()))
-            local = dest
+        if remote not in build.TOP:
+            try:
+                local = build.compile_file(mpy_cross, remote, workdir)
+            except subprocess.CalledProcessError as e:
+                raise DeployError("mpy-cross could not compile %s:\n%s" % (local, (e.stderr or "").strip()))
+            remote = build.board_path(remote)
         out.append((remote, local))
     return out
 
@@ -165,21 +169,34 @@ def _h(p):
     return binascii.hexlify(d.digest()).decode()
 def _files():
     out = {}
-    for d, pre in (('', ''), ('firmware', 'firmware/')):
+    dirs = []
+    todo = ['']
+    while todo:
+        d = todo.pop()
         try:
             names = os.listdir(d) if d else os.listdir()
         except OSError:
             continue
         for n in names:
-            p = pre + n
-            if d or n in ('boot.py', 'main.py', 'config.json'):
-                try:
-                    st = os.stat(p)
-                except OSError:
-                    continue
-                if st[0] & 0x4000 == 0:
-                    out[p] = (_h(p), st[6])
-    return out
+            p = d + '/' + n if d else n
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if st[0] & 0x4000:
+                if d or n == 'firmware':
+                    dirs.append(p)
+                    todo.append(p)
+            elif d or n in ('boot.py', 'main.py', 'config.json'):
+                out[p] = (_h(p), st[6])
+    return out, dirs
+def _config():
+    try:
+        with open('config.json') as f:
+            return f.read(4096)
+    except (OSError, UnicodeError):
+        return None
+_f, _d = _files()
 _s = os.statvfs('.')
 try:
     import machine
@@ -190,7 +207,7 @@ print('PROBE', repr({'impl': sys.implementation.name,
     'version': '.'.join(str(v) for v in sys.implementation.version[:3]),
     'platform': sys.platform, 'mpy': getattr(sys.implementation, '_mpy', None),
     'bsize': _s[0], 'free': _s[0] * _s[4], 'reset': _r,
-    'fwdir': 'firmware' in os.listdir(), 'files': _files()}))
+    'dirs': _d, 'files': _f, 'config': _config()}))
 """
 
 
@@ -216,7 +233,10 @@ class Board:
                 "(ls /dev/ttyUSB* /dev/ttyACM*)? Is a serial monitor still using it?"
                 % (self.device, e))
         try:
-            t.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
+            # mpremote prints the bytes it got when there is no raw REPL (a stray b'' line):
+            # the message below says it better.
+            with contextlib.redirect_stdout(io.StringIO()):
+                t.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
         except TransportError:
             t.close()
             raise DeployError(
@@ -265,9 +285,7 @@ class Board:
 
     def apply(self, plan):
         """Do the copies and removals of a plan in one mpremote session."""
-        commands = []
-        if plan.mkdir:
-            commands.append(["mkdir", ":firmware"])
+        commands = [["mkdir", ":" + d] for d in plan.mkdir]
         for remote, local, _ in plan.copy:
             commands.append(["cp", local, ":" + remote])
         for remote in plan.remove:
@@ -299,7 +317,7 @@ class Plan:
         self.copy = []     # (board path, local path, why)
         self.remove = []   # board paths
         self.same = []     # board paths already up to date
-        self.mkdir = False
+        self.mkdir = []    # board directories to make, parents first
 
     def need_bytes(self, bsize, board_files):
         # Whole blocks per file (what a flash filesystem hands out), minus what is freed.
@@ -314,10 +332,14 @@ class Plan:
 def make_plan(files, info):
     plan = Plan()
     board = info["files"]
-    plan.mkdir = not info["fwdir"]
     wanted = set()
     for remote, local in files:
         wanted.add(remote)
+        parts = remote.split("/")[:-1]
+        for i in range(len(parts)):
+            d = "/".join(parts[:i + 1])
+            if d not in info["dirs"] and d not in plan.mkdir:
+                plan.mkdir.append(d)
         have = board.get(remote)
         if have is None:
             plan.copy.append((remote, local, "new"))
@@ -332,10 +354,27 @@ def make_plan(files, info):
     return plan
 
 
+def config_change(old_text, new):
+    """What a new config.json changes on the board, by key name (values may be passwords)."""
+    try:
+        old = json.loads(old_text)
+    except (TypeError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        return "changed: the board's copy is not a JSON object"
+    parts = []
+    for label, keys in (("changed", [k for k in new if k in old and old[k] != new[k]]),
+                        ("new", [k for k in new if k not in old]),
+                        ("removed", [k for k in old if k not in new])):
+        if keys:
+            parts.append("%s: %s" % (label, ", ".join(sorted(keys))))
+    return "; ".join(parts) or "same settings, rewritten"
+
+
 def print_plan(plan, device, info):
     print("deploy to %s (MicroPython %s on %s):" % (device, info["version"], info["platform"]))
-    if plan.mkdir:
-        print("  mkdir  firmware/")
+    for d in plan.mkdir:
+        print("  mkdir  %s/" % d)
     for remote, _, why in plan.copy:
         print("  copy   %s (%s)" % (remote, why))
     for remote in plan.remove:
@@ -429,6 +468,9 @@ def copy(args, board, info, cfg):
                 json.dump(cfg, f, indent=1, sort_keys=True)
             files.append(("config.json", path))
         plan = make_plan(files, info)
+        plan.copy = [(r, l, config_change(info.get("config"), cfg)
+                      if r == "config.json" and why == "changed" else why)
+                     for r, l, why in plan.copy]
         print_plan(plan, args.device, info)
         need = plan.need_bytes(info["bsize"], info["files"])
         if need > info["free"]:
