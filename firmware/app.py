@@ -139,15 +139,6 @@ class App:
             # Capped so that a new retransmission deadline is never missed by much.
             await compat.sleep_ms(min(self.endpoint.service(), 100))
 
-    def stats(self):
-        # Host console only (simpins): heap after a collection, and how full each table is.
-        ep = self.endpoint
-        obs = self.observe
-        used, free = compat.heap()
-        return "stats heap=%d free=%d observers=%d/%d dedup=%d/%d outbox=%d received=%d malformed=%d" % (
-            used, free, len(obs), obs.capacity, len(ep.dedup),
-            ep.dedup.capacity, len(ep.outbox), ep.received, ep.malformed)
-
     async def run(self, console=None):
         self.rx = asyncio.create_task(self.receive(self.sock))
         if self.group_sock is not None:
@@ -155,10 +146,7 @@ class App:
         if self.input is not None:
             asyncio.create_task(self.input.run())
         if console is not None:
-            asyncio.create_task(console(
-                self.alarm, self.input.pin if self.input else None,
-                self.input.active_low if self.input else True,
-                self.endpoint.service, self.stats))
+            asyncio.create_task(console(self))   # the simulator's (host/simpins.py)
         # The timers run in this task (no gather(): its module would cost a small heap ~1 KB).
         await self.timers()
 

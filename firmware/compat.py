@@ -1,5 +1,6 @@
 # What differs between CPython (host tests) and MicroPython (unix port and boards), in one place.
-# The CPython half lives in host/compat_cpython.py: host-only, never copied to a board.
+# The CPython half lives in host/compat_cpython.py: host-only, never copied to a board. It also
+# stands in for MicroPython's cryptolib (AES), which the OSCORE code imports by name.
 import sys
 import time
 
@@ -11,11 +12,6 @@ if sys.implementation.name == "micropython":
     ticks_add = time.ticks_add
     ticks_diff = time.ticks_diff
     sleep_ms = asyncio.sleep_ms
-
-    def aes_ecb(key):
-        # AES block encryption under key (OSCORE): .encrypt(src, dst) writes E(key, src) into dst.
-        from cryptolib import aes
-        return aes(key, 1)
 
     class readable:
         # Awaitable that parks the task until the socket is readable (asyncio's own IO queue).
@@ -55,7 +51,7 @@ if sys.implementation.name == "micropython":
                 self.clear()
 else:
     from host.compat_cpython import (const, ticks_ms, ticks_add, ticks_diff,  # noqa: F401
-                                         ThreadSafeFlag, sleep_ms, readable, pending, aes_ecb)
+                                         ThreadSafeFlag, sleep_ms, readable, pending)
     machine = None
 
 
@@ -66,16 +62,6 @@ def getenv(name, default=None):
     except (ImportError, AttributeError):
         return default
     return default if v is None else v
-
-
-def heap():
-    """(bytes in use, bytes free) after a collection; (-1, -1) on CPython, which has no such figures."""
-    import gc
-    gc.collect()
-    try:
-        return gc.mem_alloc(), gc.mem_free()
-    except AttributeError:
-        return -1, -1
 
 
 def gc_early():

@@ -123,9 +123,9 @@ def validate(raw, report=print):
     for key in ("output_pin", "input_pin"):
         pin = cfg[key]
         if pin == 1 or pin == 3:
-            report("config: %s = %d is UART0 %s, the serial link of the REPL and deploy: using it "
-                   "cuts that link; using default %s"
-                   % (key, pin, "TX" if pin == 1 else "RX", json.dumps(DEFAULTS[key])))
+            report("config: %s = %d is %s, the serial link of the REPL and deploy: using it "
+                   "cuts that link; using default %s"   # (no string of 10 characters or less: RAM)
+                   % (key, pin, "UART0 transmit" if pin == 1 else "UART0 receive", json.dumps(DEFAULTS[key])))
             cfg[key] = DEFAULTS[key]
         elif pin in (0, 2, 5, 12, 15) and pin != DEFAULTS[key] and (
                 key == "output_pin" or pin != cfg["output_pin"]):

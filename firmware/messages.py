@@ -21,12 +21,12 @@ class DedupCache:
     has its own slot in a preallocated arena for its reply (a GET's ACK is about 12 bytes),
     so caching a reply allocates nothing; a longer reply is kept as its own bytes.
 
-    Entries for requests that changed state (keep: a PUT or POST answered 2.xx) are passed
+    Entries for requests that changed state (a PUT or POST answered 2.xx) are passed
     over by the ring while they are fresh, so a flood of other requests cannot flush them
     and let a retransmitted PUT be applied twice; at most half the table is held that way.
     """
 
-    def __init__(self, capacity, slot=24):
+    def __init__(self, capacity, size=24):
         self.capacity = capacity
         self.addrs = [None] * capacity      # None marks a free slot
         self.mids = bytearray(2 * capacity)
@@ -34,9 +34,9 @@ class DedupCache:
         self.times = array("i", bytes(4 * capacity))   # ticks: < 2**30
         self.replies = [None] * capacity    # None, True (in its arena slot) or bytes
         self.lens = bytearray(capacity)     # the length of a reply in its slot
-        self.keep = bytearray(capacity)     # 1: a state change, passed over while fresh
-        self.slot = slot
-        self.arena = bytearray(slot * capacity)
+        self.flags = bytearray(capacity)    # 1: a state change, passed over while fresh
+        self.size = size                    # each entry's reply slot in the arena
+        self.arena = bytearray(size * capacity)
         self.amv = memoryview(self.arena)
         self.head = 0
         self.last = 0                       # the entry added last
@@ -55,7 +55,7 @@ class DedupCache:
                         return i
                     self.addrs[i] = None  # expired
                     self.replies[i] = None
-                    self.keep[i] = 0
+                    self.flags[i] = 0
                     return -1
             j = mids.find(key, j + 1)
         return -1
@@ -64,16 +64,16 @@ class DedupCache:
         """The reply cached for entry i (bytes or a view of the arena), or None."""
         r = self.replies[i]
         if r is True:
-            o = i * self.slot
+            o = i * self.size
             return self.amv[o:o + self.lens[i]]
         return r
 
-    def add(self, addr, mid, now, reply, keep=False):
+    def add(self, addr, mid, now, reply, changed=False):
         cap = self.capacity
         addrs = self.addrs
         i = self.head
         skipped = 0
-        while (self.keep[i] and addrs[i] is not None and skipped < cap >> 1
+        while (self.flags[i] and addrs[i] is not None and skipped < cap >> 1
                and ticks_diff(now, self.times[i]) < _EXCHANGE_LIFETIME_MS):
             i = (i + 1) % cap
             skipped += 1
@@ -92,13 +92,13 @@ class DedupCache:
         self.mids[2 * i] = mid >> 8
         self.mids[2 * i + 1] = mid & 0xFF
         self.times[i] = now
-        self.keep[i] = 1 if keep else 0
+        self.flags[i] = 1 if changed else 0
         if reply is None:
             self.replies[i] = None
         else:
             n = len(reply)
-            if n <= self.slot:
-                o = i * self.slot
+            if n <= self.size:
+                o = i * self.size
                 self.arena[o:o + n] = reply
                 self.lens[i] = n
                 self.replies[i] = True
@@ -111,7 +111,7 @@ class DedupCache:
         for i in range(self.capacity):
             self.addrs[i] = None
             self.replies[i] = None
-            self.keep[i] = 0
+            self.flags[i] = 0
 
     def __len__(self):
         return self.capacity - self.addrs.count(None)  # None marks a free slot

@@ -7,7 +7,13 @@
 # without yielding, so one asyncio loop can never interleave two uses.
 import hashlib
 
-from firmware.compat import const, aes_ecb  # noqa: F401  (aes_ecb: re-exported for callers)
+from firmware.compat import const
+
+
+def aes_ecb(key):
+    """AES-128 block encryption under key: .encrypt(src, dst) writes E(key, src) into dst."""
+    from cryptolib import aes   # MicroPython's; on CPython compat puts a stand-in in its place
+    return aes(key, 1)
 
 _BLOCK = const(16)
 _HASH_BLOCK = const(64)

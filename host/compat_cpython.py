@@ -63,9 +63,9 @@ def pending(sock):
     return more
 
 
-class aes_ecb:
-    # cryptolib.aes(key, 1) (ECB) for the OSCORE tests, from the `cryptography` package.
-    def __init__(self, key):
+class _Aes:
+    # cryptolib.aes(key, 1) (ECB) for the OSCORE code under CPython, from the `cryptography` package.
+    def __init__(self, key, mode=1):
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
         self._enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
 
@@ -74,3 +74,17 @@ class aes_ecb:
         if dst is None:
             return out
         dst[:len(out)] = out
+
+
+def _install_cryptolib():
+    # MicroPython's `cryptolib` module, as far as the firmware uses it (aes in ECB mode): the
+    # firmware imports it by name on both, and no name for it is added to a board's compat.
+    import sys
+    import types
+    if "cryptolib" not in sys.modules:
+        mod = types.ModuleType("cryptolib")
+        mod.aes = _Aes
+        sys.modules["cryptolib"] = mod
+
+
+_install_cryptolib()

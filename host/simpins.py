@@ -56,11 +56,29 @@ def command(line, alarm, input_pin, active_low, stats=None):
     return HELP
 
 
-async def console(alarm, input_pin, active_low, service, stats=None):
+def stats(app):
+    """The `stats` line: heap after a collection, and how full each table is."""
+    import gc
+    gc.collect()
+    try:
+        used, free = gc.mem_alloc(), gc.mem_free()
+    except AttributeError:  # CPython has no such figures
+        used = free = -1
+    ep = app.endpoint
+    obs = app.observe
+    return "stats heap=%d free=%d observers=%d/%d dedup=%d/%d outbox=%d received=%d malformed=%d" % (
+        used, free, len(obs), obs.capacity, len(ep.dedup), ep.dedup.capacity, len(ep.outbox),
+        ep.received, ep.malformed)
+
+
+async def console(app):
     """Read commands from stdin until it closes. Never stalls the server: it reads only the
     bytes that are there, one read at a time, and a partial line waits here for the rest while
-    the loop goes on serving. service() runs once per command."""
+    the loop goes on serving. The endpoint's service() runs once per command."""
     from firmware.compat import pending, readable
+    alarm = app.alarm
+    input_pin = app.input.pin if app.input else None
+    active_low = app.input.active_low if app.input else True
     src = sys.stdin.buffer
     src = getattr(src, "raw", src)  # CPython: unbuffered, so select() sees every unread byte
     more = pending(sys.stdin)
@@ -75,10 +93,10 @@ async def console(alarm, input_pin, active_low, service, stats=None):
                 except UnicodeError:
                     word = "?"  # not a command: the help text
                 line = b""
-                out = command(word, alarm, input_pin, active_low, stats)
+                out = command(word, alarm, input_pin, active_low, lambda: stats(app))
                 if out:
                     print("[sim] " + out)
-                service()
+                app.endpoint.service()
                 if not c:
                     return  # stdin closed: keep serving, just without a console
             elif len(line) < 200:  # a command is one short word

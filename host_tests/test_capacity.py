@@ -61,13 +61,13 @@ def test_dedup_cache_never_returns_a_wrong_reply():
     import random
     from firmware.messages import DedupCache
     rnd = random.Random(3)
-    cache = DedupCache(8, slot=16)
+    cache = DedupCache(8, size=16)
     stored = {}
     for k in range(2000):
         reply = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 30)))
         addr = ("10.0.4.%d" % (k % 3), k)
         mid = rnd.randrange(4) * 256 + rnd.randrange(4)   # few MIDs: many look-alikes in the table
-        i = cache.add(addr, mid, 0, reply, keep=rnd.random() < 0.2)
+        i = cache.add(addr, mid, 0, reply, changed=rnd.random() < 0.2)
         stored[i] = (addr, mid, reply)
         for j, (a, m, want) in stored.items():
             got = cache.reply(j)

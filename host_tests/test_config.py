@@ -115,7 +115,7 @@ def test_messages_spell_values_as_json():
 
 
 @pytest.mark.parametrize("key", ["output_pin", "input_pin"])
-@pytest.mark.parametrize("pin, name", [(1, "TX"), (3, "RX")])
+@pytest.mark.parametrize("pin, name", [(1, "transmit"), (3, "receive")])
 def test_the_serial_link_pins_are_refused_with_the_reason(key, pin, name):
     cfg, said = check({key: pin})
     assert cfg[key] == config.DEFAULTS[key]

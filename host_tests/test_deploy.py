@@ -254,7 +254,7 @@ def test_mpy_cross_missing_message(capsys, monkeypatch):
     (["--output-pin", "20"], "config: output_pin = 20 is not an ESP32 GPIO"),
     (["--set", "colour=red"], 'config: unknown key "colour" ignored'),
     (["--password", "short"], 'config: wifi_password = "short" is not'),
-    (["--output-pin", "1"], "config: output_pin = 1 is UART0 TX, the serial link of the REPL and deploy"),
+    (["--output-pin", "1"], "config: output_pin = 1 is UART0 transmit, the serial link of the REPL and deploy"),
 ])
 def test_bad_configuration_is_refused_before_touching_the_board(tmp_path, flags, message):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--device",
