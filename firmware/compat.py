@@ -8,6 +8,12 @@ if sys.implementation.name == "micropython":
     import asyncio
     from micropython import const
 
+    # The one MicroPython internal the firmware uses: asyncio's IO queue (readable() below).
+    # Fail at import, naming the versions tested, rather than deep in the receive loop.
+    if not hasattr(getattr(asyncio.core, "_io_queue", None), "queue_read"):
+        raise ImportError("coap-alarm needs asyncio.core._io_queue.queue_read, which this "
+                          "MicroPython lacks (tested with MicroPython 1.29)")
+
     ticks_ms = time.ticks_ms
     ticks_add = time.ticks_add
     ticks_diff = time.ticks_diff

@@ -78,6 +78,17 @@ def test_unknown_path_is_404(srv):
     assert one(srv, request(coap.GET, path="alarm/x", mid=3)).code == coap.NOT_FOUND
 
 
+def test_a_slash_inside_one_uri_path_option_is_part_of_that_segment(srv):
+    # One Uri-Path option ".well-known/core" is the URI /.well-known%2Fcore (RFC 7252 6.5):
+    # not discovery, and no such resource.
+    one_option = request(coap.GET, path="", mid=4, options=[(coap.URI_PATH, b".well-known/core")])
+    assert one(srv, one_option).code == coap.NOT_FOUND
+    two_options = request(coap.GET, path=".well-known/core", mid=5)
+    assert one(srv, two_options).code == coap.CONTENT
+    assert one(srv, request(coap.GET, path="", mid=6, options=[(coap.URI_PATH, b"ala"), (coap.URI_PATH, b"rm")])).code \
+        == coap.NOT_FOUND
+
+
 def test_unknown_critical_option_is_402_in_con_and_rst_in_non(srv):
     r = one(srv, request(coap.GET, options=[(9, b"x")]))
     assert r.code == coap.BAD_OPTION

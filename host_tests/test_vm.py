@@ -103,3 +103,17 @@ def test_cpython_runs_the_same_main(firmware):
     c = fw.client()
     assert c.request(coap.PUT, payload=b"ON").payload == b"ON"
     assert c.request(coap.GET).payload == b"ON"
+
+
+def test_a_micropython_without_the_asyncio_internal_fails_at_import_and_says_why():
+    # The firmware's one use of a MicroPython internal is checked when compat loads: a future
+    # MicroPython without it stops the boot with a message, not deep in the receive loop.
+    import subprocess
+    from harness import ROOT, tool
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import asyncio.core; delattr(asyncio.core, '_io_queue')\n"
+            "import firmware.compat\n") % ROOT
+    r = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "needs asyncio.core._io_queue.queue_read" in r.stdout + r.stderr
+    assert "tested with MicroPython 1.29" in r.stdout + r.stderr
