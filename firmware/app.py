@@ -121,7 +121,13 @@ class App:
                     ep.dedup.clear()
                     await compat.sleep_ms(20)
                     break
-                ep.datagram(data, addr, mcast)
+                try:
+                    ep.receive(data, addr, mcast)
+                except Exception as e:  # a bug must cost one packet, never the loop
+                    try:
+                        log.error("datagram dropped: %r", e)
+                    except MemoryError:  # nor does the message, when there is no room for it
+                        pass
                 if not more():
                     break
             if ep.pending:

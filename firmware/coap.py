@@ -77,6 +77,7 @@ class Reader:
         k = 0
         num = 0
         flags = 0
+        path0 = npath = 0
         pstart = n
         while pos < n:
             b = data[pos]
@@ -124,6 +125,10 @@ class Reader:
             starts[k] = pos
             ends[k] = end
             flags |= 1 << (num if num < 29 else 29)
+            if num == _URI_PATH:
+                if not npath:
+                    path0 = k
+                npath += 1
             k += 1
             pos = end
         self.data = data
@@ -133,6 +138,8 @@ class Reader:
         self.tkl = tkl
         self.count = k
         self.flags = flags
+        self.path0 = path0
+        self.npath = npath
         self.pstart = pstart
         self.body = None
         return self
@@ -181,25 +188,16 @@ class Reader:
 
     def path_is(self, segments):
         """True if the Uri-Path options are exactly these segments (a tuple of bytes), compared
-        in place. A "/" inside one option is part of that segment (RFC 7252 6.5)."""
-        d = self.data
-        nums = self.nums
-        starts = self.starts
-        ends = self.ends
-        j = 0
-        n = len(segments)
-        for k in range(self.count):
-            if nums[k] != _URI_PATH:
-                continue
-            if j >= n:
-                return False
+        in place. A "/" inside one option is part of that segment (RFC 7252 6.5). Few locals and
+        a range() loop: a frame of more than 11 slots would cost a heap block per call."""
+        if self.npath != len(segments):
+            return False
+        for j in range(len(segments)):
             seg = segments[j]
-            s = starts[k]
-            e = ends[k]
-            if e - s != len(seg) or (seg and d.find(seg, s, e) != s):  # find(): C, no copy
+            s = self.starts[self.path0 + j]
+            if self.ends[self.path0 + j] - s != len(seg) or (seg and self.data.find(seg, s) != s):
                 return False
-            j += 1
-        return j == n
+        return True
 
 
 class Writer:
@@ -231,17 +229,15 @@ class Writer:
         return self
 
     def reply_header(self, mtype, code, mid, req):
-        """header() with the token of a Reader request, copied without slicing it out."""
-        buf = self.buf
-        tkl = req.tkl
-        d = req.data
-        buf[0] = 0x40 | (mtype << 4) | tkl
-        buf[1] = code
-        buf[2] = (mid >> 8) & 0xFF
-        buf[3] = mid & 0xFF
-        for i in range(4, 4 + tkl):
-            buf[i] = d[i]
-        self.n = 4 + tkl
+        """header() with the token of a Reader request, copied without slicing it out.
+        (Few locals: a MicroPython frame over 11 slots is a heap block per call.)"""
+        self.buf[0] = 0x40 | (mtype << 4) | req.tkl
+        self.buf[1] = code
+        self.buf[2] = mid >> 8
+        self.buf[3] = mid & 0xFF
+        for i in range(4, 4 + req.tkl):
+            self.buf[i] = req.data[i]
+        self.n = 4 + req.tkl
         self.last = 0
         return self
 
@@ -297,20 +293,22 @@ class Writer:
         return self
 
     def option_uint(self, number, value):
-        delta = number - self.last
         i = self.n
-        if 0 <= delta < 13 and value < 256 and i < len(self.buf) - 2:
-            # The common case (one header byte, at most one value byte), without _opt_head().
-            self.last = number
+        if 0 <= number - self.last < 13 and value < 256 and i < len(self.buf) - 2:
+            # The common case (one header byte, at most one value byte), in a small frame.
             buf = self.buf
             if value:
-                buf[i] = (delta << 4) | 1
+                buf[i] = ((number - self.last) << 4) | 1
                 buf[i + 1] = value
                 self.n = i + 2
             else:
-                buf[i] = delta << 4
+                buf[i] = (number - self.last) << 4
                 self.n = i + 1
+            self.last = number
             return self
+        return self._uint(number, value)
+
+    def _uint(self, number, value):
         length = 0
         v = value
         while v:

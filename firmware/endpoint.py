@@ -102,16 +102,19 @@ class Endpoint:
 
     def datagram(self, data, addr, mcast=False):
         """Handle one received datagram (mcast: it came to the multicast group). Never raises."""
-        self.received += 1
         try:
-            self._datagram(data, addr, mcast)
+            self.receive(data, addr, mcast)
         except Exception as e:  # a bug must cost one packet, never the loop
             try:
                 log.error("datagram from %s dropped: %r", addr_str(addr), e)
             except MemoryError:  # nor does the message, when there is no room for it
                 pass
 
-    def _datagram(self, data, addr, mcast):
+    def receive(self, data, addr, mcast):
+        """datagram() without its guard, for a caller that has its own (the receive loop: one
+        function call less per packet; in MicroPython a call whose frame is big costs a heap
+        block). docs/design.md."""
+        self.received += 1
         now = self.clock()
         if len(data) >= self.rx_size:
             # It filled the receive buffer, so it may have been cut: answer a request 4.13 from
@@ -137,6 +140,28 @@ class Endpoint:
             return
         mtype = msg.mtype
         code = msg.code
+        if 0 < code < 32 and mtype < _ACK and not mcast:
+            # A request: the common case first.
+            dedup = self.dedup
+            i = dedup.find(addr, msg.mid, now)
+            if i >= 0:
+                self.duplicates += 1
+                out = dedup.reply(i)
+                if out is not None:
+                    self.send(out, addr)
+                return
+            out = self.handler.request(msg, addr, now, False)
+            if out is None:
+                dedup.add(addr, msg.mid, now, None)
+                return
+            try:
+                self.sock.sendto(out, addr)
+            except OSError:
+                pass  # full buffers or an unreachable peer: the client retransmits
+            # Keep a CON's reply for its retransmissions; a repeated NON is just ignored. A
+            # request that changed state (not a GET, answered 2.xx) is kept from eviction.
+            dedup.add(addr, msg.mid, now, out if mtype == _CON else None, code != _GET and out[1] >> 5 == 2)
+            return
         if mcast:
             # To the All-CoAP-Nodes group: NON GET only (a group PUT would switch every alarm
             # at once), answered after a random leisure and never with an error (RFC 7252 8.2).
@@ -172,25 +197,7 @@ class Endpoint:
                 self._acked(addr, msg.mid)
             elif mtype == _CON:
                 self.reset(msg.mid, addr)
-            return
-        if mtype >= _ACK:
-            return  # a request cannot ride in an ACK or RST
-        dedup = self.dedup
-        i = dedup.find(addr, msg.mid, now)
-        if i >= 0:
-            self.duplicates += 1
-            reply = dedup.reply(i)
-            if reply is not None:
-                self.send(reply, addr)
-            return
-        out = self.handler.request(msg, addr, now, False)
-        if out is None:
-            dedup.add(addr, msg.mid, now, None)
-            return
-        self.send(out, addr)
-        # Keep a CON's reply for its retransmissions; a repeated NON is just ignored. A request
-        # that changed state (not a GET, answered 2.xx) is kept from a flood's eviction.
-        dedup.add(addr, msg.mid, now, out if mtype == _CON else None, code != _GET and out[1] >> 5 == 2)
+        # else: a request in an ACK or RST, which cannot carry one: ignored
 
     def _acked(self, addr, mid):
         box = self.outbox

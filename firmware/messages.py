@@ -45,19 +45,17 @@ class DedupCache:
         key = self.key
         key[0] = mid >> 8
         key[1] = mid & 0xFF
-        mids = self.mids
-        j = mids.find(key)
+        j = self.mids.find(key)
         while j >= 0:
-            if not j & 1:
-                i = j >> 1
-                if self.addrs[i] == addr:
-                    if ticks_diff(now, self.times[i]) < _EXCHANGE_LIFETIME_MS:
-                        return i
-                    self.addrs[i] = None  # expired
-                    self.replies[i] = None
-                    self.flags[i] = 0
-                    return -1
-            j = mids.find(key, j + 1)
+            if not j & 1 and self.addrs[j >> 1] == addr:
+                j >>= 1
+                if ticks_diff(now, self.times[j]) < _EXCHANGE_LIFETIME_MS:
+                    return j
+                self.addrs[j] = None  # expired
+                self.replies[j] = None
+                self.flags[j] = 0
+                return -1
+            j = self.mids.find(key, j + 1)
         return -1
 
     def reply(self, i):
