@@ -2,8 +2,9 @@
 """Benchmarks (`make bench`): figures printed as JSON and a table; nothing is asserted.
 
 Throughput and latency of closed-loop CON GETs (1 and 16 in flight) against the firmware under
-the MicroPython VM, an aiocoap server with the same /alarm, and libcoap's coap-server-notls,
-all driven by the same client in one run; notification latency at 1, 8 and the maximum number
+the MicroPython VM, the VM's own ceiling (tools/vm_ceiling.py: recvfrom, a fixed reply, sendto,
+under the same `micropython`), an aiocoap server with the same /alarm, and libcoap's
+coap-server-notls, all driven by the same client in one run; notification latency at 1, 8 and the maximum number
 of observers; heap figures under the VM; flash size as .py and .mpy.
 """
 import argparse
@@ -44,8 +45,8 @@ def closed_loop(port, path, inflight, seconds):
     def fire():
         nonlocal mid
         mid = (mid + 1) & 0xFFFF
+        pending[mid] = clock()  # before the send: a request's latency includes sending it
         s.send(reqs[mid])
-        pending[mid] = clock()
 
     t0 = clock()
     end = t0 + seconds
@@ -105,12 +106,44 @@ def start_libcoap(port):
     return p
 
 
+def start_vm_ceiling(port):
+    """tools/vm_ceiling.py under the same `micropython` binary: recvfrom, fixed reply, sendto."""
+    p = subprocess.Popen([tool("micropython"), os.path.join(ROOT, "tools", "vm_ceiling.py"), str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.2)
+    try:
+        for i in range(50):
+            s.sendto(request(coap.GET, "alarm", mid=800 + i), ("127.0.0.1", port))
+            try:
+                s.recv(2048)
+                return p
+            except OSError:  # not bound yet (timeout, or ICMP port unreachable)
+                pass
+    finally:
+        s.close()
+    p.terminate()
+    return None
+
+
+def progress(text):
+    """One short line per step on stderr, so a run is never silent for long (stdout stays the results)."""
+    print("bench: " + text, file=sys.stderr, flush=True)
+
+
 def throughput(seconds):
     out = {}
     tmp = tempfile.mkdtemp(prefix="coap-bench-")
     servers = []
+    progress("starting the servers")
     fw = start_firmware(tmp)
     servers.append(("micropython", fw.port, fw.stop))
+    port = free_udp_port()
+    p = start_vm_ceiling(port)
+    if p is not None:
+        servers.append(("vm_ceiling", port, p.terminate))
+    else:
+        progress("skipped vm_ceiling: tools/vm_ceiling.py did not answer")
     port = free_udp_port()
     p = start_aiocoap(port)
     servers.append(("aiocoap", port, p.terminate))
@@ -118,12 +151,19 @@ def throughput(seconds):
     p = start_libcoap(port)
     if p is not None:
         servers.append(("libcoap", port, p.terminate))
+    else:
+        progress("skipped libcoap: coap-server-notls not found (apt install libcoap3-bin)")
     try:
         for name, port, _ in servers:
             closed_loop(port, "alarm", 4, 0.3)  # warm-up
             for n in (1, 16):
+                progress("%s, %d in flight, %.0f s ..." % (name, n, seconds))
                 rps, p50, p99 = closed_loop(port, "alarm", n, seconds)
+                if not rps:
+                    progress("%s, %d in flight: no answers" % (name, n))
+                    continue
                 out["%s_%d" % (name, n)] = {"rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+                progress("%s, %d in flight: %d req/s, p50 %.3f ms" % (name, n, rps, p50))
     finally:
         for _, _, stop in servers:
             stop()
@@ -226,14 +266,28 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
     ap.add_argument("--quick", action="store_true", help="skip the smallest-heap search")
     args = ap.parse_args()
-    res = {"throughput": throughput(args.seconds),
-           "notify": notification_latency((1, 8, 32), 100),
-           "memory": memory(), "flash": flash()}
+    t0 = time.monotonic()
+    res = {"throughput": throughput(args.seconds)}
+    progress("notification latency (1, 8, 32 observers) ...")
+    res["notify"] = notification_latency((1, 8, 32), 100)
+    progress("heap figures under the VM ...")
+    res["memory"] = memory()
+    res["flash"] = flash()
     res["memory"].update(running_heap())
     if not args.quick:
+        progress("smallest heap passing the board-heap test (test_storm.py at 96k, 80k, ... down) ...")
         res["memory"]["smallest_heap"] = smallest_heap(["96k", "80k", "72k", "64k", "60k", "56k", "52k", "48k"])
+    progress("done in %.0f s" % (time.monotonic() - t0))
     t = res["throughput"]
     ratios = {}
+    # The firmware against the VM's own ceiling (issue 8): throughput with 16 in flight,
+    # p50 latency with 1 in flight (lower is better, so this ratio should stay near 1).
+    mp, vc = t.get("micropython_16"), t.get("vm_ceiling_16")
+    if mp and vc and vc["rps"]:
+        ratios["micropython/vm_ceiling_rps_16"] = round(mp["rps"] / vc["rps"], 3)
+    mp, vc = t.get("micropython_1"), t.get("vm_ceiling_1")
+    if mp and vc and vc["p50_ms"]:
+        ratios["micropython/vm_ceiling_p50_1"] = round(mp["p50_ms"] / vc["p50_ms"], 2)
     for n in (1, 16):
         mp, ai, lc = t.get("micropython_%d" % n), t.get("aiocoap_%d" % n), t.get("libcoap_%d" % n)
         if mp and ai and ai["rps"]:
@@ -247,7 +301,7 @@ def main():
     for k, v in t.items():
         print("%-16s %10d %10.3f %10.3f" % (k, v["rps"], v["p50_ms"], v["p99_ms"]))
     for k, v in ratios.items():
-        print("%-28s %8.2fx" % (k, v))
+        print("%-32s %8.3fx" % (k, v))
     for k, v in res["notify"].items():
         print("notify %-14s p50 %7.3f ms  p99 %7.3f ms" % (k, v["p50_ms"], v["p99_ms"]))
     m = res["memory"]
