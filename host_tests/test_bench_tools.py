@@ -1,0 +1,56 @@
+# The bench's own tools (tools/bench.py, mp_memprobe.py, vm_ceiling.py): they must keep
+# measuring the firmware as it is, and a missing outside tool must cost one line, not the bench.
+import os
+import socket
+import subprocess
+import sys
+
+from harness import ROOT, free_udp_port, request
+
+from host import coapmsg as coap
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import bench  # noqa: E402
+
+
+def test_memprobe_boots_the_firmware_and_sees_it_serve():
+    m = bench.memory()
+    assert m["answered"] is True            # the booted firmware answered a GET 2.05
+    assert m["observers"] == 8              # every observer got a reply with Observe
+    assert m["heap_after_boot"] > 0 and m["heap_per_observer"] > 0
+    assert m["vm"].endswith("64-bit")
+
+
+def test_vm_ceiling_answers_a_get_as_the_firmware_does(firmware):
+    fw = firmware(log_level="warning")
+    port = free_udp_port()
+    p = bench.start_vm_ceiling(port)
+    assert p is not None, "tools/vm_ceiling.py never answered"
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        req = request(coap.GET, "alarm", mid=0x1234, token=b"\x56\x78")
+        replies = []
+        for dest in (fw.port, port):
+            s.sendto(req, ("127.0.0.1", dest))
+            replies.append(s.recv(2048))
+        s.close()
+        assert replies[0] == replies[1]     # same bytes: ACK 2.05, MID and token echoed, "OFF"
+        assert coap.parse(replies[1]).payload == b"OFF"
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def test_32bit_figures_are_skipped_with_the_missing_tool_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "WASM_PREFIX", str(tmp_path))  # nothing installed there
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    assert bench.memory32() == {"skipped": "skipped: node not found (install Node.js 18 or later)"}
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None if name == "npm" else "/bin/true")
+    assert bench.memory32() == {"skipped": "skipped: npm not found (it comes with Node.js)"}
+
+
+def test_bench_help_runs():
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench.py"), "--help"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "--seconds" in r.stdout
