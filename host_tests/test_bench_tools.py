@@ -54,3 +54,18 @@ def test_bench_help_runs():
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench.py"), "--help"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--seconds" in r.stdout
+
+
+def test_c_client_gets_answers_from_the_ceiling():
+    import pytest
+    run = bench.c_client()
+    if isinstance(run, str):
+        pytest.skip(run)
+    port = free_udp_port()
+    p = bench.start_vm_ceiling(port)
+    try:
+        rps, p50, p99 = run(port, "alarm", 4, 0.5)
+        assert rps > 0 and 0 < p50 <= p99
+    finally:
+        p.terminate()
+        p.wait()

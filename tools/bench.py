@@ -153,21 +153,61 @@ def throughput(seconds):
         servers.append(("libcoap", port, p.terminate))
     else:
         progress("skipped libcoap: coap-server-notls not found (apt install libcoap3-bin)")
+    clients = [("", closed_loop)]
+    fast = c_client()
+    if isinstance(fast, str):
+        progress(fast)
+    else:
+        clients.append(("_c", fast))
     try:
         for name, port, _ in servers:
             closed_loop(port, "alarm", 4, 0.3)  # warm-up
-            for n in (1, 16):
-                progress("%s, %d in flight, %.0f s ..." % (name, n, seconds))
-                rps, p50, p99 = closed_loop(port, "alarm", n, seconds)
-                if not rps:
-                    progress("%s, %d in flight: no answers" % (name, n))
-                    continue
-                out["%s_%d" % (name, n)] = {"rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
-                progress("%s, %d in flight: %d req/s, p50 %.3f ms" % (name, n, rps, p50))
+        # Interleaved: each in-flight count against every server in turn, so the rows that are
+        # compared (the firmware and its VM ceiling above all) are measured seconds apart.
+        for n in (1, 16):
+            for suffix, run in clients:
+                for name, port, _ in servers:
+                    if suffix and name not in FAST_CLIENT_ROWS:
+                        continue
+                    key = "%s%s_%d" % (name, suffix, n)
+                    progress("%s ..." % key)
+                    rps, p50, p99 = run(port, "alarm", n, seconds)
+                    if not rps:
+                        progress("%s: no answers" % key)
+                        continue
+                    out[key] = {"rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+                    progress("%s: %d req/s, p50 %.3f ms" % (key, rps, p50))
     finally:
         for _, _, stop in servers:
             stop()
     return out
+
+
+# Rows also measured with the C client (tools/udpload.c): the firmware against its ceiling.
+FAST_CLIENT_ROWS = ("micropython", "vm_ceiling")
+
+
+def c_client():
+    """tools/udpload.c, compiled once into build/: a closed_loop() with the same loop in C.
+    Returns that function, or the reason it is skipped (a string)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        return "skipped the C client rows: no C compiler (cc) found"
+    src = os.path.join(ROOT, "tools", "udpload.c")
+    exe = os.path.join(ROOT, "build", "udpload")
+    if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(exe), exist_ok=True)
+        res = subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True, text=True)
+        if res.returncode != 0:
+            return "skipped the C client rows: %s failed: %s" % (cc, res.stderr.strip()[:200])
+
+    def run(port, path, inflight, seconds):
+        assert path == "alarm"  # the only request it sends
+        res = subprocess.run([exe, str(port), str(inflight), str(seconds)], capture_output=True, text=True,
+                             timeout=seconds + 10)
+        rps, p50, p99 = (float(v) for v in res.stdout.split())
+        return (rps, p50, p99) if rps else (0.0, None, None)
+    return run
 
 
 def notification_latency(counts, rounds):
@@ -356,12 +396,13 @@ def main():
     ratios = {}
     # The firmware against the VM's own ceiling (issue 8): throughput with 16 in flight,
     # p50 latency with 1 in flight (lower is better, so this ratio should stay near 1).
-    mp, vc = t.get("micropython_16"), t.get("vm_ceiling_16")
-    if mp and vc and vc["rps"]:
-        ratios["micropython/vm_ceiling_rps_16"] = round(mp["rps"] / vc["rps"], 3)
-    mp, vc = t.get("micropython_1"), t.get("vm_ceiling_1")
-    if mp and vc and vc["p50_ms"]:
-        ratios["micropython/vm_ceiling_p50_1"] = round(mp["p50_ms"] / vc["p50_ms"], 2)
+    for suffix in ("", "_c"):
+        mp, vc = t.get("micropython%s_16" % suffix), t.get("vm_ceiling%s_16" % suffix)
+        if mp and vc and vc["rps"]:
+            ratios["micropython/vm_ceiling%s_rps_16" % suffix] = round(mp["rps"] / vc["rps"], 3)
+        mp, vc = t.get("micropython%s_1" % suffix), t.get("vm_ceiling%s_1" % suffix)
+        if mp and vc and vc["p50_ms"]:
+            ratios["micropython/vm_ceiling%s_p50_1" % suffix] = round(mp["p50_ms"] / vc["p50_ms"], 2)
     for n in (1, 16):
         mp, ai, lc = t.get("micropython_%d" % n), t.get("aiocoap_%d" % n), t.get("libcoap_%d" % n)
         if mp and ai and ai["rps"]:
@@ -371,9 +412,11 @@ def main():
     res["ratios"] = ratios
     print(json.dumps(res, indent=1))
     print()
-    print("%-16s %10s %10s %10s" % ("server_inflight", "req/s", "p50 ms", "p99 ms"))
+    print("%-18s %10s %10s %10s" % ("server_inflight", "req/s", "p50 ms", "p99 ms"))
     for k, v in t.items():
-        print("%-16s %10d %10.3f %10.3f" % (k, v["rps"], v["p50_ms"], v["p99_ms"]))
+        print("%-18s %10d %10.3f %10.3f" % (k, v["rps"], v["p50_ms"], v["p99_ms"]))
+    if any(k.startswith("micropython_c_") for k in t):
+        print("(rows with _c: the same closed loop from tools/udpload.c, a C client; the others: the Python client)")
     for k, v in ratios.items():
         print("%-32s %8.3fx" % (k, v))
     for k, v in res["notify"].items():
