@@ -372,7 +372,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
     ap.add_argument("--quick", action="store_true", help="skip the smallest-heap search")
+    ap.add_argument("--profile", action="store_true",
+                    help="only profile one GET inside the firmware (tools/profile_get.py), then stop")
     args = ap.parse_args()
+    if args.profile:
+        env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
+        env.pop("COAP_ALARM_CONFIG", None)
+        res = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "profile_get.py"), "10000"],
+                             capture_output=True, text=True, env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"),
+                             timeout=170)
+        sys.stdout.write("".join(line + "\n" for line in res.stdout.splitlines() if not line.startswith(("[sim]", "coap-alarm "))))
+        sys.stderr.write(res.stderr)
+        sys.exit(res.returncode)
     t0 = time.monotonic()
     res = {"throughput": throughput(args.seconds)}
     progress("notification latency (1, 8, 32 observers) ...")
