@@ -69,3 +69,10 @@ def test_c_client_gets_answers_from_the_ceiling():
     finally:
         p.terminate()
         p.wait()
+
+
+def test_ceiling_ratio_is_the_median_of_rounds_measured_together():
+    fw = {"rounds": [[10, 0.05], [30, 0.04], [8, 0.09]]}
+    ceiling = {"rounds": [[40, 0.02], [60, 0.02], [16, 0.03]]}
+    assert bench.paired_median(fw, ceiling, 0) == 0.5     # 0.25, 0.5, 0.5
+    assert bench.paired_median(fw, ceiling, 1) == 2.5     # 2.5, 2, 3

@@ -162,21 +162,31 @@ def throughput(seconds):
     try:
         for name, port, _ in servers:
             closed_loop(port, "alarm", 4, 0.3)  # warm-up
-        # Interleaved: each in-flight count against every server in turn, so the rows that are
-        # compared (the firmware and its VM ceiling above all) are measured seconds apart.
+        # Interleaved: each in-flight count against every server in turn, in ROUNDS slices of
+        # seconds/ROUNDS, so the rows that are compared (the firmware and its VM ceiling above
+        # all) are measured moments apart, ROUNDS times. A row: requests over time of all its
+        # slices, the median slice's p50 and p99; the ceiling ratios are the median of the
+        # per-round ratios (see main()).
         for n in (1, 16):
             for suffix, run in clients:
-                for name, port, _ in servers:
-                    if suffix and name not in FAST_CLIENT_ROWS:
-                        continue
+                rows = [(name, port) for name, port, _ in servers if not suffix or name in FAST_CLIENT_ROWS]
+                progress("%s in flight%s: %s, %d rounds of %.1f s ..." % (
+                    n, " (C client)" if suffix else "", ", ".join(r[0] for r in rows), ROUNDS, seconds / ROUNDS))
+                slices = {}
+                for _ in range(ROUNDS):
+                    for name, port in rows:
+                        slices.setdefault(name, []).append(run(port, "alarm", n, seconds / ROUNDS))
+                for name, got in slices.items():
                     key = "%s%s_%d" % (name, suffix, n)
-                    progress("%s ..." % key)
-                    rps, p50, p99 = run(port, "alarm", n, seconds)
-                    if not rps:
+                    got = [g for g in got if g[0]]
+                    if not got:
                         progress("%s: no answers" % key)
                         continue
-                    out[key] = {"rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
-                    progress("%s: %d req/s, p50 %.3f ms" % (key, rps, p50))
+                    mid = sorted(got, key=lambda g: g[1])[len(got) // 2]
+                    out[key] = {"rps": round(sum(g[0] for g in got) / len(got)), "p50_ms": round(mid[1], 3),
+                                "p99_ms": round(sorted(g[2] for g in got)[len(got) // 2], 3),
+                                "rounds": [[round(g[0]), round(g[1], 3)] for g in got]}
+                    progress("%s: %d req/s, p50 %.3f ms" % (key, out[key]["rps"], out[key]["p50_ms"]))
     finally:
         for _, _, stop in servers:
             stop()
@@ -184,6 +194,7 @@ def throughput(seconds):
 
 
 # Rows also measured with the C client (tools/udpload.c): the firmware against its ceiling.
+ROUNDS = 3
 FAST_CLIENT_ROWS = ("micropython", "vm_ceiling")
 
 
@@ -368,6 +379,13 @@ def flash():
     return {"py_bytes": py, "mpy_bytes": mpy + os.path.getsize(os.path.join(ROOT, "main.py"))}
 
 
+def paired_median(a, b, field):
+    """Median over the rounds of a's figure / b's figure (field 0: req/s, 1: p50), each round's
+    two slices measured moments apart."""
+    r = sorted(x[field] / y[field] for x, y in zip(a["rounds"], b["rounds"]) if y[field])
+    return r[len(r) // 2] if r else float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
@@ -409,11 +427,11 @@ def main():
     # p50 latency with 1 in flight (lower is better, so this ratio should stay near 1).
     for suffix in ("", "_c"):
         mp, vc = t.get("micropython%s_16" % suffix), t.get("vm_ceiling%s_16" % suffix)
-        if mp and vc and vc["rps"]:
-            ratios["micropython/vm_ceiling%s_rps_16" % suffix] = round(mp["rps"] / vc["rps"], 3)
+        if mp and vc:
+            ratios["micropython/vm_ceiling%s_rps_16" % suffix] = round(paired_median(mp, vc, 0), 3)
         mp, vc = t.get("micropython%s_1" % suffix), t.get("vm_ceiling%s_1" % suffix)
-        if mp and vc and vc["p50_ms"]:
-            ratios["micropython/vm_ceiling%s_p50_1" % suffix] = round(mp["p50_ms"] / vc["p50_ms"], 2)
+        if mp and vc:
+            ratios["micropython/vm_ceiling%s_p50_1" % suffix] = round(paired_median(mp, vc, 1), 2)
     for n in (1, 16):
         mp, ai, lc = t.get("micropython_%d" % n), t.get("aiocoap_%d" % n), t.get("libcoap_%d" % n)
         if mp and ai and ai["rps"]:
