@@ -19,6 +19,7 @@ def test_memprobe_boots_the_firmware_and_sees_it_serve():
     assert m["observers"] == 8              # every observer got a reply with Observe
     assert m["heap_after_boot"] > 0 and m["heap_per_observer"] > 0
     assert m["vm"].endswith("64-bit")
+    assert m["full_features_answered"] == "5/5"   # JSON, CBOR, /health, ?rt=alarm, JSON PUT: 2.xx
 
 
 def test_vm_ceiling_answers_a_get_as_the_firmware_does(firmware):

@@ -337,6 +337,7 @@ def memory32():
     same64 = memory("tuple", recv_port=False)
     out["unix64_heap_after_boot"] = same64["heap_after_boot"]
     out["unix64_heap_per_observer"] = same64["heap_per_observer"]
+    out["unix64_heap_full_features"] = same64["heap_full_features"]
     return out
 
 
@@ -459,10 +460,10 @@ def main():
         print("32-bit heap: " + m32["skipped"])
     else:
         print("32-bit heap (WebAssembly port %s, %s): after boot %d B (64-bit, same probe: %d B, x%.2f), "
-              "per observer %d B (64-bit: %d B)" % (
+              "per observer %d B (64-bit: %d B), with 8 observers and every first-use module %d B (64-bit: %d B)" % (
                   m32["version"], m32["npm"], m32["heap_after_boot"], m32["unix64_heap_after_boot"],
                   m32["heap_after_boot"] / m32["unix64_heap_after_boot"], m32["heap_per_observer"],
-                  m32["unix64_heap_per_observer"]))
+                  m32["unix64_heap_per_observer"], m32["heap_full_features"], m32["unix64_heap_full_features"]))
     print("allocated per GET %s B in the server, + %s B by recvfrom itself" % (
         m["alloc_per_get"], m.get("alloc_per_recvfrom")))
     print("flash: %d B as .py, %d B as .mpy" % (res["flash"]["py_bytes"], res["flash"]["mpy_bytes"]))

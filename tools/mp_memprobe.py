@@ -91,6 +91,18 @@ def _get(mid, token, observe=-1):
     return bytes(out)
 
 
+# (code, options and payload) of requests that load every first-use module: GET /alarm as
+# JSON (Accept 50) and as CBOR (60), GET /health, GET /.well-known/core?rt=alarm, PUT /alarm
+# with a JSON body (Content-Format 50).
+_FIRST_USE = (
+    (0x01, b"\xb5alarm\x61\x32"),
+    (0x01, b"\xb5alarm\x61\x3c"),
+    (0x01, b"\xb6health\x61\x32"),
+    (0x01, b"\xbb.well-known\x04core\x48rt=alarm"),
+    (0x03, b"\xb5alarm\x11\x32\xff{\"on\":false}"),
+)
+
+
 def _observing(reply):
     # True if a 2.05 reply carries the Observe option: the client was registered.
     if len(reply) < 4 or reply[1] != 0x45:
@@ -215,8 +227,18 @@ def _phases():
         ep.service()
         per_notify = (gc.mem_alloc() - a) / max(registered, 1)
         gc.enable()
+    # Every first-use module loaded: JSON and CBOR, /health, a filtered discovery, a JSON PUT.
+    pkt = pkts[0]
+    pkts = None
+    _SENT[:] = []
+    _KEEP[0] = True
+    for i, req in enumerate(_FIRST_USE):
+        ep.datagram(bytes((0x41, req[0], 0x0F, i, 0x33)) + req[1], _addr(0))
+    full_ok = len([r for r in _SENT if r[1] >> 5 == 2])
+    _KEEP[0] = False
     yield
-    per_recv = _recvfrom_cost(pkts[0])
+    full = gc.mem_alloc() - base
+    per_recv = _recvfrom_cost(pkt)
     print(json.dumps({
         "vm": "%s %d-bit" % (sys.platform, 64 if sys.maxsize > 2 ** 32 else 32),
         "version": ".".join(str(v) for v in sys.implementation.version[:3]),
@@ -224,7 +246,9 @@ def _phases():
         "heap_after_boot": booted, "heap_after_get": after_get, "answered": answered,
         "alloc_per_get": per_get, "observers": registered,
         "heap_per_observer": per_obs_total / registered if registered else None,
-        "alloc_per_notification": per_notify, "alloc_per_recvfrom": per_recv}))
+        "alloc_per_notification": per_notify, "alloc_per_recvfrom": per_recv,
+        "heap_full_features": full,  # the observers and every first-use module
+        "full_features_answered": "%d/%d" % (full_ok, len(_FIRST_USE))}))
     del serve
 
 
