@@ -126,9 +126,13 @@ def start_vm_ceiling(port):
     return None
 
 
+_T0 = time.monotonic()
+
+
 def progress(text):
-    """One short line per step on stderr, so a run is never silent for long (stdout stays the results)."""
-    print("bench: " + text, file=sys.stderr, flush=True)
+    """One short line per step on stderr, so a run is never silent for long (stdout stays the
+    results), with the seconds since the bench started."""
+    print("bench [%3.0f s]: %s" % (time.monotonic() - _T0, text), file=sys.stderr, flush=True)
 
 
 def throughput(seconds):
@@ -365,6 +369,7 @@ def smallest_heap(candidates):
         env = dict(os.environ, COAP_ALARM_BOARD_HEAP=heap)
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", os.path.join(ROOT, "host_tests", "test_storm.py")],
                            env=env, capture_output=True, text=True, cwd=ROOT)
+        progress("board-heap test at %s: %s" % (heap, "passed" if r.returncode == 0 else "failed"))
         if r.returncode != 0:
             break
         best = heap
