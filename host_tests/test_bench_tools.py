@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 
-from harness import ROOT, free_udp_port, request
+from harness import ROOT, free_udp_port, precompiled_firmware, request, tool
 
 from host import coapmsg as coap
 
@@ -77,3 +77,12 @@ def test_ceiling_ratio_is_the_median_of_rounds_measured_together():
     ceiling = {"rounds": [[40, 0.02], [60, 0.02], [16, 0.03]]}
     assert bench.paired_median(fw, ceiling, 0) == 0.5     # 0.25, 0.5, 0.5
     assert bench.paired_median(fw, ceiling, 1) == 2.5     # 2.5, 2, 3
+
+
+def test_profile_runs_against_the_firmware(tmp_path):
+    env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
+    env.pop("COAP_ALARM_CONFIG", None)
+    r = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "profile_get.py"), "1000"],
+                       capture_output=True, text=True, timeout=120, cwd=str(tmp_path), env=env)
+    assert r.returncode == 0, r.stdout + r.stderr      # it stops if a GET went unanswered
+    assert "new GET (served in full)" in r.stdout

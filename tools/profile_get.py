@@ -13,7 +13,10 @@
 #      meets them; "rest" is what datagram() spends outside them. Plain and timed GETs run in
 #      alternate batches: on a shared machine the absolute figures drift by 2-3x between
 #      runs, the shares (%) much less;
-#   3. the socket calls the receive loop adds around datagram(), on a real loopback socket.
+#   3. datagram() for a CoAP ping, a retransmitted GET and a new GET, nothing wrapped: the
+#      differences are what the message layer and the request layer cost;
+#   4. the socket calls the receive loop adds around datagram(), on a real loopback socket.
+# It stops with an error if any GET went unanswered (the figures would time an error path).
 # Parts are looked up by name: the ones this firmware does not have are listed as absent.
 import gc
 import sys
@@ -120,6 +123,31 @@ def run(ep, first_mid, n, addr=ADDR, batch=250):
     return us[0] / n, us[1] / n
 
 
+def by_kind(ep, n, batch=250):
+    """us per datagram() for: a CoAP ping (empty CON, answered RST by the message layer alone),
+    a retransmitted GET (answered from the duplicate cache), a new GET (served in full)."""
+    datagram = ep.datagram
+    dup = get(3)
+    datagram(dup, ADDR)   # in the cache from now on
+    kinds = (("ping (empty CON -> RST)", lambda k: bytes((0x40, 0, k >> 8, k & 0xFF)), 0),
+             ("retransmitted GET (dedup hit)", lambda k: dup, 0),
+             ("new GET (served in full)", get, 0))
+    us = [0, 0, 0]
+    mid = 40000
+    for _ in range(0, n, batch):
+        for i, (name, make, _) in enumerate(kinds):
+            chunk = [make((mid + k) & 0xFFFF) for k in range(batch)]
+            mid += batch
+            gc.collect()
+            gc.disable()
+            t0 = ticks_us()
+            for p in chunk:
+                datagram(p, ADDR)
+            us[i] += ticks_diff(ticks_us(), t0)
+            gc.enable()
+    return [(kinds[i][0], us[i] / n) for i in range(3)]
+
+
 _DEPTH = [0, 0]   # timed calls open now; timed calls made inside the outermost one
 
 
@@ -138,14 +166,14 @@ class Timer:
         fn = getattr(obj, name)
         timer = self
 
-        def timed(*args):
+        def timed(*args, **kwargs):
             depth = _DEPTH[0]
             if depth:
                 _DEPTH[1] += 1
             _DEPTH[0] = depth + 1
             t0 = ticks_us()
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             finally:
                 if not depth:
                     timer.us += ticks_diff(ticks_us(), t0)
@@ -304,7 +332,12 @@ def main():
         else:
             absent.append(part)
     timers_on(False)
+    sock = getattr(ep, "sock", None)
+    sent = sock.n if isinstance(sock, _Sock) else None
     plain, timed_total = run(ep, 5000, N)
+    if sent is not None and sock.n - sent != 2 * N:
+        # Every GET must have been answered, or the figures measure an error path.
+        raise SystemExit("profile_get: %d of %d GETs answered" % (sock.n - sent, 2 * N))
     print("MicroPython %s, %s: %d GETs, each a new message ID" % (
         ".".join(str(v) for v in sys.implementation.version[:3]), sys.platform, N))
     print("datagram() per GET, nothing wrapped: %6.2f us" % plain)
@@ -321,6 +354,10 @@ def main():
           "conditionals, Observe check, the calls themselves)" % ("rest", plain - own, 100 * (plain - own) / plain))
     for part in absent:
         print("  %-38s   absent in this firmware" % part)
+    kinds = by_kind(ep, N)
+    print("datagram() per message kind, nothing wrapped (alternate batches; the differences are the layers):")
+    for name, us in kinds:
+        print("  %-38s %6.2f us" % (name, us))
     costs = socket_costs(get(4999))
     if costs:
         print("the receive loop's socket calls per datagram (real loopback socket):")
