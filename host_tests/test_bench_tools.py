@@ -86,3 +86,15 @@ def test_profile_runs_against_the_firmware(tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=str(tmp_path), env=env)
     assert r.returncode == 0, r.stdout + r.stderr      # it stops if a GET went unanswered
     assert "new GET (served in full)" in r.stdout
+
+
+def test_smallest_heap_search_finds_the_same_answer_from_either_side():
+    sizes = ["96k", "80k", "72k", "64k", "60k", "56k", "52k", "48k"]
+    for smallest in sizes + [None]:
+        tried = []
+
+        def passes(heap):
+            tried.append(heap)
+            return smallest is not None and sizes.index(heap) <= sizes.index(smallest)
+        assert bench.smallest_heap(sizes, "64k", passes) == smallest
+        assert len(tried) == len(set(tried))   # no size is run twice

@@ -362,18 +362,29 @@ def running_heap():
         fw.stop()
 
 
-def smallest_heap(candidates):
-    """Smallest -X heapsize (of candidates, largest first) at which the board-heap test passes."""
-    best = None
-    for heap in candidates:
-        env = dict(os.environ, COAP_ALARM_BOARD_HEAP=heap)
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", os.path.join(ROOT, "host_tests", "test_storm.py")],
-                           env=env, capture_output=True, text=True, cwd=ROOT)
-        progress("board-heap test at %s: %s" % (heap, "passed" if r.returncode == 0 else "failed"))
-        if r.returncode != 0:
-            break
-        best = heap
-    return best
+def smallest_heap(candidates, start="64k", passes=None):
+    """Smallest -X heapsize of candidates (largest first) at which the board-heap test passes,
+    assuming a bigger heap passes whenever a smaller one does. The search starts at the last
+    known answer and walks down while it passes, or up until it does: two runs when nothing
+    changed, instead of one per size from the top."""
+    if passes is None:
+        def passes(heap):
+            env = dict(os.environ, COAP_ALARM_BOARD_HEAP=heap)
+            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x",
+                                os.path.join(ROOT, "host_tests", "test_storm.py")],
+                               env=env, capture_output=True, text=True, cwd=ROOT)
+            progress("board-heap test at %s: %s" % (heap, "passed" if r.returncode == 0 else "failed"))
+            return r.returncode == 0
+    i = candidates.index(start)
+    if passes(candidates[i]):
+        while i + 1 < len(candidates) and passes(candidates[i + 1]):
+            i += 1
+        return candidates[i]
+    while i > 0:
+        i -= 1
+        if passes(candidates[i]):
+            return candidates[i]
+    return None
 
 
 def flash():
