@@ -98,3 +98,14 @@ def test_smallest_heap_search_finds_the_same_answer_from_either_side():
             return smallest is not None and sizes.index(heap) <= sizes.index(smallest)
         assert bench.smallest_heap(sizes, "64k", passes) == smallest
         assert len(tried) == len(set(tried))   # no size is run twice
+
+
+def test_32bit_probe_when_the_webassembly_port_is_installed():
+    import pytest
+    pkg = os.path.join(bench.WASM_PREFIX, "node_modules", *bench.WASM_PACKAGE.split("/"))
+    if not bench.shutil.which("node") or not os.path.exists(os.path.join(pkg, "micropython.mjs")):
+        pytest.skip("the WebAssembly port is not installed: `make bench` installs it into build/wasm32")
+    m = bench.memory32()
+    assert m["vm"] == "webassembly 32-bit" and m["answered"] is True and m["observers"] == 8
+    # Collected in phases: without them this port frees nothing and the figure balloons.
+    assert m["heap_after_boot"] < m["unix64_heap_after_boot"]
