@@ -85,7 +85,7 @@ def test_profile_runs_against_the_firmware(tmp_path):
     r = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "profile_get.py"), "1000"],
                        capture_output=True, text=True, timeout=120, cwd=str(tmp_path), env=env)
     assert r.returncode == 0, r.stdout + r.stderr      # it stops if a GET went unanswered
-    assert "new GET (served in full)" in r.stdout
+    assert "new CON GET (served in full)" in r.stdout
 
 
 def test_smallest_heap_search_finds_the_same_answer_from_either_side():
