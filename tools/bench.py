@@ -4,8 +4,11 @@
 Throughput and latency of closed-loop CON GETs (1 and 16 in flight) against the firmware under
 the MicroPython VM, the VM's own ceiling (tools/vm_ceiling.py: recvfrom, a fixed reply, sendto,
 under the same `micropython`), an aiocoap server with the same /alarm, and libcoap's
-coap-server-notls, all driven by the same client in one run; notification latency at 1, 8 and the maximum number
-of observers; heap figures under the VM; flash size as .py and .mpy.
+coap-server-notls, all driven by the same client in one run, interleaved in rounds; the firmware
+and its ceiling also from a C client (tools/udpload.c). Notification latency at 1, 8 and the
+maximum number of observers; heap figures under the VM (64-bit unix port, and 32-bit under
+MicroPython's WebAssembly port when node and npm exist); the smallest board heap; flash size as
+.py and .mpy. Progress goes to stderr. `--profile`: only tools/profile_get.py.
 """
 import argparse
 import json
@@ -410,7 +413,8 @@ def paired_median(a, b, field):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
+    ap.add_argument("--seconds", type=float, default=3.0,
+                    help="per throughput row, split into %d interleaved rounds" % ROUNDS)
     ap.add_argument("--quick", action="store_true", help="skip the smallest-heap search")
     ap.add_argument("--profile", action="store_true",
                     help="only profile one GET inside the firmware (tools/profile_get.py), then stop")
