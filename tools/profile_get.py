@@ -215,25 +215,35 @@ def timers_on(on):
             delattr(obj, name)   # back to the class's method, looked up as usual
 
 
-# (part, path from the message-layer object, method names). A path is dotted attribute names;
-# "@alarm" is the /alarm resource object, "@sock" the socket the firmware sends on.
+# (part, [(path, method names), ...]): a path is dotted attribute names from the message-layer
+# object; "@alarm" is the /alarm resource, "@sock" the socket the firmware sends on, "@site"
+# the request layer (the endpoint's handler, before the layered core: the server itself).
+# Whatever this firmware does not have is skipped; a part with nothing found is listed absent.
 PARTS = [
-    ("decode (Reader.load)", "reader", ("load",)),
-    ("dedup lookup", "dedup", ("find",)),
-    ("routing (path_is)", "reader", ("path_is",)),
-    ("option lookups (opt, opt_uint, find)", "reader", ("opt", "opt_uint", "find", "opts")),
-    ("handler (/alarm handle)", "@alarm", ("handle", "get", "render")),
-    ("reply encode (Writer)", "writer", ("reply_header", "header", "option_uint", "option", "payload", "view")),
-    ("sendto (a counting fake)", "@sock", ("sendto",)),
-    ("dedup store", "dedup", ("add",)),
+    ("decode (Reader.load)", [("reader", ("load",))]),
+    ("dedup lookup", [("dedup", ("find",))]),
+    ("routing (find, path_is)", [("@site", ("find",)), ("reader", ("path_is",))]),
+    ("option lookups (opt, opt_uint, find)", [("reader", ("opt", "opt_uint", "find", "opts"))]),
+    ("handler (/alarm handle)", [("@alarm", ("handle",))]),
+    ("reply encode (Writer)", [("writer", ("reply_header", "header", "option_uint", "option", "payload", "view"))]),
+    ("sendto (a counting fake)", [("@sock", ("sendto",))]),
+    ("dedup store", [("dedup", ("add",))]),
 ]
 
 
 def resolve(app, ep, path):
-    if path == "@alarm":
-        return getattr(app, "alarm_resource", None)
     if path == "@sock":
         return getattr(ep, "sock", None)
+    site = getattr(ep, "handler", None) or ep
+    if path == "@site":
+        return site
+    if path == "@alarm":
+        found = getattr(app, "alarm_resource", None)
+        routes = getattr(site, "routes", ())
+        for r in routes.values() if isinstance(routes, dict) else routes:
+            if getattr(r, "path", None) == b"alarm":
+                found = r
+        return found
     obj = ep
     for name in path.split("."):
         obj = getattr(obj, name, None)
@@ -333,10 +343,13 @@ def main():
     bias = calibrate()
     timers = []
     absent = []
-    for part, path, names in PARTS:
-        obj = resolve(app, ep, path)
+    for part, where in PARTS:
         t = Timer(part)
-        wrapped = [n for n in names if obj is not None and hasattr(obj, n) and t.wrap(obj, n)]
+        wrapped = []
+        for path, names in where:
+            obj = resolve(app, ep, path)
+            if obj is not None:
+                wrapped += [n for n in names if hasattr(obj, n) and t.wrap(obj, n)]
         if wrapped:
             timers.append(t)
         else:
