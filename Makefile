@@ -43,6 +43,7 @@ deploy: $(BIN)/.ready
 ## (64-bit unix port; 32-bit WebAssembly port if node and npm exist), flash (< 3 min).
 ##   make bench BENCH_ARGS=--quick      (no smallest-heap search)
 ##   make bench BENCH_ARGS=--profile    (only: where a GET's time goes inside the firmware)
+##   make bench BENCH_ARGS='--baseline REV'  (also the firmware of git revision REV: before/after)
 bench: $(BIN)/.ready
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 

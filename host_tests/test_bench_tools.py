@@ -109,3 +109,11 @@ def test_32bit_probe_when_the_webassembly_port_is_installed():
     assert m["vm"] == "webassembly 32-bit" and m["answered"] is True and m["observers"] == 8
     # Collected in phases: without them this port frees nothing and the figure balloons.
     assert m["heap_after_boot"] < m["unix64_heap_after_boot"]
+
+
+def test_baseline_row_runs_the_firmware_of_a_revision():
+    p = bench.start_baseline("HEAD", free_udp_port())
+    assert not isinstance(p, str), p
+    p.terminate()
+    p.wait()
+    assert bench.start_baseline("no-such-revision", free_udp_port()).startswith("git archive no-such-revision failed")

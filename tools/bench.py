@@ -114,14 +114,12 @@ def start_libcoap(port):
     return p
 
 
-def start_vm_ceiling(port):
-    """tools/vm_ceiling.py under the same `micropython` binary: recvfrom, fixed reply, sendto."""
-    p = subprocess.Popen([tool("micropython"), os.path.join(ROOT, "tools", "vm_ceiling.py"), str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def wait_answering(p, port, tries=50):
+    """p once a GET to port is answered (the server is up), else None (p is stopped)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(0.2)
     try:
-        for i in range(50):
+        for i in range(tries):
             s.sendto(request(coap.GET, "alarm", mid=800 + i), ("127.0.0.1", port))
             try:
                 s.recv(2048)
@@ -134,6 +132,42 @@ def start_vm_ceiling(port):
     return None
 
 
+def start_vm_ceiling(port):
+    """tools/vm_ceiling.py under the same `micropython` binary: recvfrom, fixed reply, sendto."""
+    p = subprocess.Popen([tool("micropython"), os.path.join(ROOT, "tools", "vm_ceiling.py"), str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_answering(p, port)
+
+
+def start_baseline(rev, port):
+    """The firmware as of git revision rev, built the way this checkout builds a board
+    (tools/build.py) and run like the firmware row: for a before/after in one run. Returns
+    the process, or a reason it could not start (a string)."""
+    base = tempfile.mkdtemp(prefix="coap-bench-baseline-")
+    src = os.path.join(base, "src")
+    os.makedirs(src)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev], capture_output=True)
+    if archive.returncode != 0:
+        return "git archive %s failed: %s" % (rev, archive.stderr.decode(errors="replace").strip())
+    subprocess.run(["tar", "-x", "-C", src], input=archive.stdout, check=True)
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import build
+    dest = os.path.join(base, "mpy")
+    os.makedirs(dest)
+    extras = [e for e in build.SIM_EXTRAS if os.path.exists(os.path.join(src, e))]
+    try:
+        build.build(dest, tool("mpy-cross"), extras, root=src)
+    except subprocess.CalledProcessError as e:
+        return "mpy-cross refused %s's firmware: %s" % (rev, (e.stderr or "").strip()[:200])
+    path = os.path.join(base, "config.json")
+    with open(path, "w") as f:
+        json.dump({"bind": "127.0.0.1", "port": port, "log_level": "warning"}, f)
+    env = dict(os.environ, COAP_ALARM_CONFIG=path, MICROPYPATH=dest + os.pathsep + ".frozen")
+    p = subprocess.Popen([tool("micropython"), os.path.join(dest, "main.py")], cwd=base, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_answering(p, port, tries=100) or "the firmware of %s did not answer" % rev
+
+
 _T0 = time.monotonic()
 
 
@@ -143,13 +177,20 @@ def progress(text):
     print("bench [%3.0f s]: %s" % (time.monotonic() - _T0, text), file=sys.stderr, flush=True)
 
 
-def throughput(seconds):
+def throughput(seconds, baseline=None):
     out = {}
     tmp = tempfile.mkdtemp(prefix="coap-bench-")
     servers = []
     progress("starting the servers")
     fw = start_firmware(tmp)
     servers.append(("micropython", fw.port, fw.stop))
+    if baseline:
+        port = free_udp_port()
+        p = start_baseline(baseline, port)
+        if isinstance(p, str):
+            progress("skipped the baseline row: " + p)
+        else:
+            servers.append(("baseline", port, p.terminate))
     port = free_udp_port()
     p = start_vm_ceiling(port)
     if p is not None:
@@ -207,7 +248,7 @@ def throughput(seconds):
 
 # Rows also measured with the C client (tools/udpload.c): the firmware against its ceiling.
 ROUNDS = 3
-FAST_CLIENT_ROWS = ("micropython", "vm_ceiling")
+FAST_CLIENT_ROWS = ("micropython", "baseline", "vm_ceiling")
 
 
 def c_client():
@@ -416,6 +457,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0,
                     help="per throughput row, split into %d interleaved rounds" % ROUNDS)
     ap.add_argument("--quick", action="store_true", help="skip the smallest-heap search")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also run the firmware of git revision REV (a 'baseline' row): before/after in one run")
     ap.add_argument("--profile", action="store_true",
                     help="only profile one GET inside the firmware (tools/profile_get.py), then stop")
     args = ap.parse_args()
@@ -429,7 +472,7 @@ def main():
         sys.stderr.write(res.stderr)
         sys.exit(res.returncode)
     t0 = time.monotonic()
-    res = {"throughput": throughput(args.seconds)}
+    res = {"throughput": throughput(args.seconds, args.baseline)}
     progress("notification latency (1, 8, 32 observers) ...")
     res["notify"] = notification_latency((1, 8, 32), 100)
     progress("heap figures under the VM ...")
@@ -452,12 +495,13 @@ def main():
     # The firmware against the VM's own ceiling (issue 8): throughput with 16 in flight,
     # p50 latency with 1 in flight (lower is better, so this ratio should stay near 1).
     for suffix in ("", "_c"):
-        mp, vc = t.get("micropython%s_16" % suffix), t.get("vm_ceiling%s_16" % suffix)
-        if mp and vc:
-            ratios["micropython/vm_ceiling%s_rps_16" % suffix] = round(paired_median(mp, vc, 0), 3)
-        mp, vc = t.get("micropython%s_1" % suffix), t.get("vm_ceiling%s_1" % suffix)
-        if mp and vc:
-            ratios["micropython/vm_ceiling%s_p50_1" % suffix] = round(paired_median(mp, vc, 1), 2)
+        for a, b in (("micropython", "vm_ceiling"), ("baseline", "vm_ceiling"), ("micropython", "baseline")):
+            x, y = t.get("%s%s_16" % (a, suffix)), t.get("%s%s_16" % (b, suffix))
+            if x and y:
+                ratios["%s/%s%s_rps_16" % (a, b, suffix)] = round(paired_median(x, y, 0), 3)
+            x, y = t.get("%s%s_1" % (a, suffix)), t.get("%s%s_1" % (b, suffix))
+            if x and y:
+                ratios["%s/%s%s_p50_1" % (a, b, suffix)] = round(paired_median(x, y, 1), 2)
     for n in (1, 16):
         mp, ai, lc = t.get("micropython_%d" % n), t.get("aiocoap_%d" % n), t.get("libcoap_%d" % n)
         if mp and ai and ai["rps"]:
@@ -472,6 +516,8 @@ def main():
         print("%-18s %10d %10.3f %10.3f" % (k, v["rps"], v["p50_ms"], v["p99_ms"]))
     if any(k.startswith("micropython_c_") for k in t):
         print("(rows with _c: the same closed loop from tools/udpload.c, a C client; the others: the Python client)")
+    if args.baseline:
+        print("(baseline: the firmware of %s, built and run the same way)" % args.baseline)
     for k, v in ratios.items():
         print("%-32s %8.3fx" % (k, v))
     for k, v in res["notify"].items():
