@@ -39,11 +39,7 @@ deploy: $(BIN)/.ready
 	  $(if $(PASSWORD),--password "$$PASSWORD") $(if $(CONFIG),--config "$$CONFIG") \
 	  $(if $(MPY),--mpy) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
-## Benchmarks: throughput vs the VM's own ceiling, aiocoap and libcoap, notification latency, heap
-## (64-bit unix port; 32-bit WebAssembly port if node and npm exist), flash (< 3 min).
-##   make bench BENCH_ARGS=--quick      (no smallest-heap search)
-##   make bench BENCH_ARGS=--profile    (only: where a GET's time goes inside the firmware)
-##   make bench BENCH_ARGS='--baseline REV'  (also the firmware of git revision REV: before/after)
+## Benchmarks: throughput vs aiocoap and libcoap, notification latency, heap, flash (< 3 min).
 bench: $(BIN)/.ready
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 
