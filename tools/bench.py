@@ -2,9 +2,13 @@
 """Benchmarks (`make bench`): figures printed as JSON and a table; nothing is asserted.
 
 Throughput and latency of closed-loop CON GETs (1 and 16 in flight) against the firmware under
-the MicroPython VM, an aiocoap server with the same /alarm, and libcoap's coap-server-notls,
-all driven by the same client in one run; notification latency at 1, 8 and the maximum number
-of observers; heap figures under the VM; flash size as .py and .mpy.
+the MicroPython VM, the VM's own ceiling (tools/vm_ceiling.py: recvfrom, a fixed reply, sendto,
+under the same `micropython`), an aiocoap server with the same /alarm, and libcoap's
+coap-server-notls, all driven by the same client in one run, interleaved in rounds; the firmware
+and its ceiling also from a C client (tools/udpload.c). Notification latency at 1, 8 and the
+maximum number of observers; heap figures under the VM (64-bit unix port, and 32-bit under
+MicroPython's WebAssembly port when node and npm exist); the smallest board heap; flash size as
+.py and .mpy. Progress goes to stderr. `--profile`: only tools/profile_get.py.
 """
 import argparse
 import json
@@ -24,6 +28,9 @@ from host import coapmsg as coap  # noqa: E402
 from harness import FirmwareProcess, free_udp_port, request, tool, precompiled_firmware  # noqa: E402
 
 
+_PREBUILT = {}
+
+
 def closed_loop(port, path, inflight, seconds):
     """Keep `inflight` CON GETs outstanding for `seconds`; returns (req/s, p50 ms, p99 ms).
 
@@ -38,14 +45,16 @@ def closed_loop(port, path, inflight, seconds):
     pending = {}
     lat = []
     clock = time.perf_counter
-    # Requests prebuilt: encoding is not what is measured.
-    reqs = [request(coap.GET, path, mid=m, token=m.to_bytes(2, "big")) for m in range(65536)]
+    # Requests prebuilt (once per path): encoding is not what is measured.
+    reqs = _PREBUILT.get(path)
+    if reqs is None:
+        reqs = _PREBUILT[path] = [request(coap.GET, path, mid=m, token=m.to_bytes(2, "big")) for m in range(65536)]
 
     def fire():
         nonlocal mid
         mid = (mid + 1) & 0xFFFF
+        pending[mid] = clock()  # before the send: a request's latency includes sending it
         s.send(reqs[mid])
-        pending[mid] = clock()
 
     t0 = clock()
     end = t0 + seconds
@@ -105,12 +114,89 @@ def start_libcoap(port):
     return p
 
 
-def throughput(seconds):
+def wait_answering(p, port, tries=50):
+    """p once a GET to port is answered (the server is up), else None (p is stopped)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.2)
+    try:
+        for i in range(tries):
+            s.sendto(request(coap.GET, "alarm", mid=800 + i), ("127.0.0.1", port))
+            try:
+                s.recv(2048)
+                return p
+            except OSError:  # not bound yet (timeout, or ICMP port unreachable)
+                pass
+    finally:
+        s.close()
+    p.terminate()
+    return None
+
+
+def start_vm_ceiling(port):
+    """tools/vm_ceiling.py under the same `micropython` binary: recvfrom, fixed reply, sendto."""
+    p = subprocess.Popen([tool("micropython"), os.path.join(ROOT, "tools", "vm_ceiling.py"), str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_answering(p, port)
+
+
+def start_baseline(rev, port):
+    """The firmware as of git revision rev, built the way this checkout builds a board
+    (tools/build.py) and run like the firmware row: for a before/after in one run. Returns
+    the process, or a reason it could not start (a string)."""
+    base = tempfile.mkdtemp(prefix="coap-bench-baseline-")
+    src = os.path.join(base, "src")
+    os.makedirs(src)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev], capture_output=True)
+    if archive.returncode != 0:
+        return "git archive %s failed: %s" % (rev, archive.stderr.decode(errors="replace").strip())
+    subprocess.run(["tar", "-x", "-C", src], input=archive.stdout, check=True)
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import build
+    dest = os.path.join(base, "mpy")
+    os.makedirs(dest)
+    extras = [e for e in build.SIM_EXTRAS if os.path.exists(os.path.join(src, e))]
+    try:
+        build.build(dest, tool("mpy-cross"), extras, root=src)
+    except subprocess.CalledProcessError as e:
+        return "mpy-cross refused %s's firmware: %s" % (rev, (e.stderr or "").strip()[:200])
+    path = os.path.join(base, "config.json")
+    with open(path, "w") as f:
+        json.dump({"bind": "127.0.0.1", "port": port, "log_level": "warning"}, f)
+    env = dict(os.environ, COAP_ALARM_CONFIG=path, MICROPYPATH=dest + os.pathsep + ".frozen")
+    p = subprocess.Popen([tool("micropython"), os.path.join(dest, "main.py")], cwd=base, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_answering(p, port, tries=100) or "the firmware of %s did not answer" % rev
+
+
+_T0 = time.monotonic()
+
+
+def progress(text):
+    """One short line per step on stderr, so a run is never silent for long (stdout stays the
+    results), with the seconds since the bench started."""
+    print("bench [%3.0f s]: %s" % (time.monotonic() - _T0, text), file=sys.stderr, flush=True)
+
+
+def throughput(seconds, baseline=None):
     out = {}
     tmp = tempfile.mkdtemp(prefix="coap-bench-")
     servers = []
+    progress("starting the servers")
     fw = start_firmware(tmp)
     servers.append(("micropython", fw.port, fw.stop))
+    if baseline:
+        port = free_udp_port()
+        p = start_baseline(baseline, port)
+        if isinstance(p, str):
+            progress("skipped the baseline row: " + p)
+        else:
+            servers.append(("baseline", port, p.terminate))
+    port = free_udp_port()
+    p = start_vm_ceiling(port)
+    if p is not None:
+        servers.append(("vm_ceiling", port, p.terminate))
+    else:
+        progress("skipped vm_ceiling: tools/vm_ceiling.py did not answer")
     port = free_udp_port()
     p = start_aiocoap(port)
     servers.append(("aiocoap", port, p.terminate))
@@ -118,16 +204,74 @@ def throughput(seconds):
     p = start_libcoap(port)
     if p is not None:
         servers.append(("libcoap", port, p.terminate))
+    else:
+        progress("skipped libcoap: coap-server-notls not found (apt install libcoap3-bin)")
+    clients = [("", closed_loop)]
+    fast = c_client()
+    if isinstance(fast, str):
+        progress(fast)
+    else:
+        clients.append(("_c", fast))
     try:
         for name, port, _ in servers:
             closed_loop(port, "alarm", 4, 0.3)  # warm-up
-            for n in (1, 16):
-                rps, p50, p99 = closed_loop(port, "alarm", n, seconds)
-                out["%s_%d" % (name, n)] = {"rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+        # Interleaved: each in-flight count against every server in turn, in ROUNDS slices of
+        # seconds/ROUNDS, so the rows that are compared (the firmware and its VM ceiling above
+        # all) are measured moments apart, ROUNDS times. A row: requests over time of all its
+        # slices, the median slice's p50 and p99; the ceiling ratios are the median of the
+        # per-round ratios (see main()).
+        for n in (1, 16):
+            for suffix, run in clients:
+                rows = [(name, port) for name, port, _ in servers if not suffix or name in FAST_CLIENT_ROWS]
+                progress("%s in flight%s: %s, %d rounds of %.1f s ..." % (
+                    n, " (C client)" if suffix else "", ", ".join(r[0] for r in rows), ROUNDS, seconds / ROUNDS))
+                slices = {}
+                for _ in range(ROUNDS):
+                    for name, port in rows:
+                        slices.setdefault(name, []).append(run(port, "alarm", n, seconds / ROUNDS))
+                for name, got in slices.items():
+                    key = "%s%s_%d" % (name, suffix, n)
+                    got = [g for g in got if g[0]]
+                    if not got:
+                        progress("%s: no answers" % key)
+                        continue
+                    mid = sorted(got, key=lambda g: g[1])[len(got) // 2]
+                    out[key] = {"rps": round(sum(g[0] for g in got) / len(got)), "p50_ms": round(mid[1], 3),
+                                "p99_ms": round(sorted(g[2] for g in got)[len(got) // 2], 3),
+                                "rounds": [[round(g[0]), round(g[1], 3)] for g in got]}
+                    progress("%s: %d req/s, p50 %.3f ms" % (key, out[key]["rps"], out[key]["p50_ms"]))
     finally:
         for _, _, stop in servers:
             stop()
     return out
+
+
+# Rows also measured with the C client (tools/udpload.c): the firmware against its ceiling.
+ROUNDS = 3
+FAST_CLIENT_ROWS = ("micropython", "baseline", "vm_ceiling")
+
+
+def c_client():
+    """tools/udpload.c, compiled once into build/: a closed_loop() with the same loop in C.
+    Returns that function, or the reason it is skipped (a string)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        return "skipped the C client rows: no C compiler (cc) found"
+    src = os.path.join(ROOT, "tools", "udpload.c")
+    exe = os.path.join(ROOT, "build", "udpload")
+    if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(exe), exist_ok=True)
+        res = subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True, text=True)
+        if res.returncode != 0:
+            return "skipped the C client rows: %s failed: %s" % (cc, res.stderr.strip()[:200])
+
+    def run(port, path, inflight, seconds):
+        assert path == "alarm"  # the only request it sends
+        res = subprocess.run([exe, str(port), str(inflight), str(seconds)], capture_output=True, text=True,
+                             timeout=seconds + 10)
+        rps, p50, p99 = (float(v) for v in res.stdout.split())
+        return (rps, p50, p99) if rps else (0.0, None, None)
+    return run
 
 
 def notification_latency(counts, rounds):
@@ -174,12 +318,80 @@ def notification_latency(counts, rounds):
     return out
 
 
-def memory():
+PROBE = os.path.join(ROOT, "tools", "mp_memprobe.py")
+# The 32-bit VM: MicroPython's WebAssembly port under Node, installed by the bench into build/
+# (git-ignored), at this version. 1.29 is the unix port's own version, so the two figures
+# differ in word size, not in VM; its .mpy format (6.3) is the one our mpy-cross writes.
+WASM_PACKAGE = "@micropython/micropython-webassembly-pyscript"
+WASM_VERSION = "1.29.0-6"
+WASM_PREFIX = os.path.join(ROOT, "build", "wasm32")
+
+
+def _probe_result(res, what):
+    lines = res.stdout.strip().splitlines()
+    if res.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        raise RuntimeError("%s failed (exit %s):\n%s%s" % (what, res.returncode, res.stdout, res.stderr))
+    return json.loads(lines[-1])
+
+
+def memory(address_form="bytes", recv_port=True):
+    """tools/mp_memprobe.py under the unix port: the firmware booted through start.main() with
+    a fake socket, then fed datagrams."""
     env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
-    res = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "mp_memprobe.py"), "8",
-                          str(free_udp_port())],
-                         capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    env.pop("COAP_ALARM_CONFIG", None)  # the probe writes its own config.json, in its own folder
+    res = subprocess.run([tool("micropython"), PROBE, "8", str(free_udp_port()) if recv_port else "",
+                          address_form],
+                         capture_output=True, text=True, env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"),
+                         timeout=60)
+    return _probe_result(res, "mp_memprobe.py (unix port)")
+
+
+def wasm_package():
+    """The pinned WebAssembly port, installed once into build/wasm32. Returns its folder, or a
+    reason to skip (a string starting with "skipped")."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node:
+        return "skipped: node not found (install Node.js 18 or later)"
+    pkg = os.path.join(WASM_PREFIX, "node_modules", *WASM_PACKAGE.split("/"))
+    try:
+        with open(os.path.join(pkg, "package.json")) as f:
+            if json.load(f).get("version") == WASM_VERSION:
+                return pkg
+    except (OSError, ValueError):
+        pass
+    if not npm:
+        return "skipped: npm not found (it comes with Node.js)"
+    progress("installing %s@%s into build/wasm32 (once) ..." % (WASM_PACKAGE, WASM_VERSION))
+    os.makedirs(WASM_PREFIX, exist_ok=True)
+    try:
+        res = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", WASM_PREFIX,
+                              "%s@%s" % (WASM_PACKAGE, WASM_VERSION)],
+                             capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "skipped: npm install %s@%s took over 120 s" % (WASM_PACKAGE, WASM_VERSION)
+    if res.returncode != 0 or not os.path.exists(os.path.join(pkg, "micropython.mjs")):
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
+        return "skipped: npm install %s@%s failed: %s" % (WASM_PACKAGE, WASM_VERSION, tail[0])
+    return pkg
+
+
+def memory32():
+    """The same probe, same .mpy build, under the WebAssembly port: 32-bit objects, like an
+    ESP32's. Addresses in the board's form (a tuple), and the unix port's figure for the same
+    run of the probe next to it."""
+    pkg = wasm_package()
+    if pkg.startswith("skipped"):
+        return {"skipped": pkg}
+    res = subprocess.run([shutil.which("node"), os.path.join(ROOT, "tools", "heap32.mjs"), pkg,
+                          precompiled_firmware(), PROBE, "8", "", "tuple"],
+                         capture_output=True, text=True, cwd=tempfile.mkdtemp(prefix="coap-bench-"), timeout=60)
+    out = _probe_result(res, "mp_memprobe.py (WebAssembly port)")
+    out["npm"] = "%s@%s" % (WASM_PACKAGE, WASM_VERSION)
+    same64 = memory("tuple", recv_port=False)
+    out["unix64_heap_after_boot"] = same64["heap_after_boot"]
+    out["unix64_heap_per_observer"] = same64["heap_per_observer"]
+    out["unix64_heap_full_features"] = same64["heap_full_features"]
+    return out
 
 
 def running_heap():
@@ -199,17 +411,29 @@ def running_heap():
         fw.stop()
 
 
-def smallest_heap(candidates):
-    """Smallest -X heapsize (of candidates, largest first) at which the board-heap test passes."""
-    best = None
-    for heap in candidates:
-        env = dict(os.environ, COAP_ALARM_BOARD_HEAP=heap)
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", os.path.join(ROOT, "host_tests", "test_storm.py")],
-                           env=env, capture_output=True, text=True, cwd=ROOT)
-        if r.returncode != 0:
-            break
-        best = heap
-    return best
+def smallest_heap(candidates, start="64k", passes=None):
+    """Smallest -X heapsize of candidates (largest first) at which the board-heap test passes,
+    assuming a bigger heap passes whenever a smaller one does. The search starts at the last
+    known answer and walks down while it passes, or up until it does: two runs when nothing
+    changed, instead of one per size from the top."""
+    if passes is None:
+        def passes(heap):
+            env = dict(os.environ, COAP_ALARM_BOARD_HEAP=heap)
+            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x",
+                                os.path.join(ROOT, "host_tests", "test_storm.py")],
+                               env=env, capture_output=True, text=True, cwd=ROOT)
+            progress("board-heap test at %s: %s" % (heap, "passed" if r.returncode == 0 else "failed"))
+            return r.returncode == 0
+    i = candidates.index(start)
+    if passes(candidates[i]):
+        while i + 1 < len(candidates) and passes(candidates[i + 1]):
+            i += 1
+        return candidates[i]
+    while i > 0:
+        i -= 1
+        if passes(candidates[i]):
+            return candidates[i]
+    return None
 
 
 def flash():
@@ -221,19 +445,63 @@ def flash():
     return {"py_bytes": py, "mpy_bytes": mpy + os.path.getsize(os.path.join(ROOT, "main.py"))}
 
 
+def paired_median(a, b, field):
+    """Median over the rounds of a's figure / b's figure (field 0: req/s, 1: p50), each round's
+    two slices measured moments apart."""
+    r = sorted(x[field] / y[field] for x, y in zip(a["rounds"], b["rounds"]) if y[field])
+    return r[len(r) // 2] if r else float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="per throughput measurement")
+    ap.add_argument("--seconds", type=float, default=3.0,
+                    help="per throughput row, split into %d interleaved rounds" % ROUNDS)
     ap.add_argument("--quick", action="store_true", help="skip the smallest-heap search")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also run the firmware of git revision REV (a 'baseline' row): before/after in one run")
+    ap.add_argument("--profile", action="store_true",
+                    help="only profile one GET inside the firmware (tools/profile_get.py), then stop")
     args = ap.parse_args()
-    res = {"throughput": throughput(args.seconds),
-           "notify": notification_latency((1, 8, 32), 100),
-           "memory": memory(), "flash": flash()}
+    if args.profile:
+        env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
+        env.pop("COAP_ALARM_CONFIG", None)
+        res = subprocess.run([tool("micropython"), os.path.join(ROOT, "tools", "profile_get.py"), "10000"],
+                             capture_output=True, text=True, env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"),
+                             timeout=170)
+        sys.stdout.write("".join(line + "\n" for line in res.stdout.splitlines() if not line.startswith(("[sim]", "coap-alarm "))))
+        sys.stderr.write(res.stderr)
+        sys.exit(res.returncode)
+    t0 = time.monotonic()
+    res = {"throughput": throughput(args.seconds, args.baseline)}
+    progress("notification latency (1, 8, 32 observers) ...")
+    res["notify"] = notification_latency((1, 8, 32), 100)
+    progress("heap figures under the VM ...")
+    res["memory"] = memory()
+    progress("32-bit heap figures (MicroPython's WebAssembly port under Node) ...")
+    try:
+        res["memory32"] = memory32()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:  # never fails the whole bench
+        res["memory32"] = {"skipped": "failed: %s" % e}
+    if "skipped" in res["memory32"]:
+        progress("32-bit heap " + res["memory32"]["skipped"])
+    res["flash"] = flash()
     res["memory"].update(running_heap())
     if not args.quick:
+        progress("smallest heap passing the board-heap test (test_storm.py, from 64k down or up) ...")
         res["memory"]["smallest_heap"] = smallest_heap(["96k", "80k", "72k", "64k", "60k", "56k", "52k", "48k"])
+    progress("done in %.0f s" % (time.monotonic() - t0))
     t = res["throughput"]
     ratios = {}
+    # The firmware against the VM's own ceiling (issue 8): throughput with 16 in flight,
+    # p50 latency with 1 in flight (lower is better, so this ratio should stay near 1).
+    for suffix in ("", "_c"):
+        for a, b in (("micropython", "vm_ceiling"), ("baseline", "vm_ceiling"), ("micropython", "baseline")):
+            x, y = t.get("%s%s_16" % (a, suffix)), t.get("%s%s_16" % (b, suffix))
+            if x and y:
+                ratios["%s/%s%s_rps_16" % (a, b, suffix)] = round(paired_median(x, y, 0), 3)
+            x, y = t.get("%s%s_1" % (a, suffix)), t.get("%s%s_1" % (b, suffix))
+            if x and y:
+                ratios["%s/%s%s_p50_1" % (a, b, suffix)] = round(paired_median(x, y, 1), 2)
     for n in (1, 16):
         mp, ai, lc = t.get("micropython_%d" % n), t.get("aiocoap_%d" % n), t.get("libcoap_%d" % n)
         if mp and ai and ai["rps"]:
@@ -243,16 +511,30 @@ def main():
     res["ratios"] = ratios
     print(json.dumps(res, indent=1))
     print()
-    print("%-16s %10s %10s %10s" % ("server_inflight", "req/s", "p50 ms", "p99 ms"))
+    print("%-18s %10s %10s %10s" % ("server_inflight", "req/s", "p50 ms", "p99 ms"))
     for k, v in t.items():
-        print("%-16s %10d %10.3f %10.3f" % (k, v["rps"], v["p50_ms"], v["p99_ms"]))
+        print("%-18s %10d %10.3f %10.3f" % (k, v["rps"], v["p50_ms"], v["p99_ms"]))
+    if any(k.startswith("micropython_c_") for k in t):
+        print("(rows with _c: the same closed loop from tools/udpload.c, a C client; the others: the Python client)")
+    if args.baseline:
+        print("(baseline: the firmware of %s, built and run the same way)" % args.baseline)
     for k, v in ratios.items():
-        print("%-28s %8.2fx" % (k, v))
+        print("%-32s %8.3fx" % (k, v))
     for k, v in res["notify"].items():
         print("notify %-14s p50 %7.3f ms  p99 %7.3f ms" % (k, v["p50_ms"], v["p99_ms"]))
     m = res["memory"]
-    print("heap in use after boot %d B (server alone %d B), per observer %d B, smallest heap %s" % (
-        m["running_heap_after_boot"], m["heap_after_boot"], m["heap_per_observer"], m.get("smallest_heap")))
+    print("heap in use after boot %d B (running; booted through start.main() with a fake socket: %d B), "
+          "per observer %d B, smallest heap %s" % (
+              m["running_heap_after_boot"], m["heap_after_boot"], m["heap_per_observer"], m.get("smallest_heap")))
+    m32 = res["memory32"]
+    if "skipped" in m32:
+        print("32-bit heap: " + m32["skipped"])
+    else:
+        print("32-bit heap (WebAssembly port %s, %s): after boot %d B (64-bit, same probe: %d B, x%.2f), "
+              "per observer %d B (64-bit: %d B), with 8 observers and every first-use module %d B (64-bit: %d B)" % (
+                  m32["version"], m32["npm"], m32["heap_after_boot"], m32["unix64_heap_after_boot"],
+                  m32["heap_after_boot"] / m32["unix64_heap_after_boot"], m32["heap_per_observer"],
+                  m32["unix64_heap_per_observer"], m32["heap_full_features"], m32["unix64_heap_full_features"]))
     print("allocated per GET %s B in the server, + %s B by recvfrom itself" % (
         m["alloc_per_get"], m.get("alloc_per_recvfrom")))
     print("flash: %d B as .py, %d B as .mpy" % (res["flash"]["py_bytes"], res["flash"]["mpy_bytes"]))
