@@ -2,7 +2,7 @@
 # One transfer at a time: a new block 0 from anyone replaces an unfinished one, so the
 # state is one buffer of at most max_payload bytes, whatever clients send.
 # Also Block2 slicing of a reply. Loaded on first use, not at boot (site.py).
-from firmware import coap
+from firmware.coap import uint_decode
 from firmware.compat import const, ticks_diff
 
 # CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -36,7 +36,7 @@ class Block1:
     def feed(self, req, path, addr, now):
         """Take one block of req. Returns (code, block1_value): code None means the body is
         complete and now in req.payload; CONTINUE asks for the next block; else an error code."""
-        num, more, szx = coap.block_decode(req.opt(_BLOCK1))
+        num, more, szx = block_decode(req.opt(_BLOCK1))
         if szx == 7:
             return _BAD_OPTION, -1
         size = 16 << szx
@@ -59,10 +59,10 @@ class Block1:
             self.buf += data
         self.time = now
         if more:
-            return _CONTINUE, coap.block_encode(num, True, szx)
+            return _CONTINUE, block_encode(num, True, szx)
         req.payload = bytes(self.buf)
         self.clear()
-        return None, coap.block_encode(num, False, szx)
+        return None, block_encode(num, False, szx)
 
 
 def block2(b2, payload):
@@ -71,7 +71,7 @@ def block2(b2, payload):
     when the request must get 4.02."""
     num, szx = 0, _MAX_SZX
     if b2 is not None:
-        num, _more, szx = coap.block_decode(b2)
+        num, _more, szx = block_decode(b2)
         if szx == 7:
             return True, b"Block2 SZX 7 is reserved", -1, -1
         if szx > _MAX_SZX:
@@ -81,5 +81,16 @@ def block2(b2, payload):
     if start and start >= len(payload):
         return True, b"block beyond the end", -1, -1
     more = start + size < len(payload)
-    return False, payload[start:start + size], coap.block_encode(num, more, szx), \
+    return False, payload[start:start + size], block_encode(num, more, szx), \
         len(payload) if num == 0 and more else -1
+
+
+def block_decode(value):
+    """Block1/Block2 option value -> (num, more, szx)."""
+    v = uint_decode(value)
+    return v >> 4, (v >> 3) & 1, v & 7
+
+
+def block_encode(num, more, szx):
+    return (num << 4) | (8 if more else 0) | szx
+

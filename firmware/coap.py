@@ -47,102 +47,97 @@ class Reader:
         self.starts = array("H", bytes(2 * size))
         self.ends = array("H", bytes(2 * size))
         self.count = 0
-        self.flags = 0     # bit n: an option numbered n was flags (n < 29); bit 29: one >= 29
+        self.mtype = self.code = self.mid = 0
+        self.flags = 0     # bit n: an option numbered n was seen (n < 29); bit 29: one >= 29
+        self.path0 = 0     # the index of the first Uri-Path option (they are consecutive)
+        self.npath = 0     # how many there are
         self.data = b""
         self.tkl = 0
         self.pstart = 0
         self.body = None
 
     def load(self, data):
-        n = len(data)
-        if n < 4:
+        """Decode data in place. Raises CoapError for a malformed datagram. (This and read()
+        keep to a few locals: in MicroPython a frame of more than 11 slots is a heap block per
+        call, and that churn brings the next garbage collection closer. docs/design.md.)"""
+        if len(data) < 4:
             raise CoapError("shorter than a header")
         b0 = data[0]
         if b0 >> 6 != 1:
             raise CoapError("unknown version")  # silently ignored (RFC 7252 3)
-        mtype = (b0 >> 4) & 3
-        tkl = b0 & 15
-        code = data[1]
-        mid = (data[2] << 8) | data[3]
-        if tkl > 8:
-            raise CoapError("token length over 8", mtype, mid)
-        if code == _EMPTY and n > 4:
-            raise CoapError("empty message with content", mtype, mid)
-        pos = 4 + tkl
-        if pos > n:
-            raise CoapError("truncated token", mtype, mid)
-        nums = self.nums
-        starts = self.starts
-        ends = self.ends
-        k = 0
+        self.mtype = (b0 >> 4) & 3
+        self.tkl = b0 & 15
+        self.code = data[1]
+        self.mid = (data[2] << 8) | data[3]
+        if self.tkl > 8:
+            raise CoapError("token length over 8", self.mtype, self.mid)
+        if self.code == _EMPTY and len(data) > 4:
+            raise CoapError("empty message with content", self.mtype, self.mid)
+        if 4 + self.tkl > len(data):
+            raise CoapError("truncated token", self.mtype, self.mid)
+        self.data = data
+        self.body = None
+        self.read(data, 4 + self.tkl)
+        return self
+
+    def read(self, data, pos):
+        # The options and payload marker (load()'s second half; a name the VM has anyway: RAM).
+        self.count = 0
+        self.flags = 0
+        self.npath = 0
+        self.pstart = len(data)
         num = 0
-        flags = 0
-        path0 = npath = 0
-        pstart = n
-        while pos < n:
-            b = data[pos]
+        while pos < len(data):
+            delta = data[pos]
             pos += 1
-            if b == 0xFF:
-                if pos == n:
-                    raise CoapError("payload marker with no payload", mtype, mid)
-                pstart = pos
-                break
-            delta = b >> 4
-            length = b & 15
+            if delta == 0xFF:
+                if pos == len(data):
+                    raise CoapError("payload marker with no payload", self.mtype, self.mid)
+                self.pstart = pos
+                return
+            length = delta & 15
+            delta >>= 4
             if delta == 13:
-                if pos >= n:
-                    raise CoapError("truncated option", mtype, mid)
+                if pos >= len(data):
+                    raise CoapError("truncated option", self.mtype, self.mid)
                 delta = data[pos] + 13
                 pos += 1
             elif delta == 14:
-                if pos + 1 >= n:
-                    raise CoapError("truncated option", mtype, mid)
+                if pos + 1 >= len(data):
+                    raise CoapError("truncated option", self.mtype, self.mid)
                 delta = ((data[pos] << 8) | data[pos + 1]) + 269
                 pos += 2
             elif delta == 15:
-                raise CoapError("reserved option delta 15", mtype, mid)
+                raise CoapError("reserved option delta 15", self.mtype, self.mid)
             if length == 13:
-                if pos >= n:
-                    raise CoapError("truncated option", mtype, mid)
+                if pos >= len(data):
+                    raise CoapError("truncated option", self.mtype, self.mid)
                 length = data[pos] + 13
                 pos += 1
             elif length == 14:
-                if pos + 1 >= n:
-                    raise CoapError("truncated option", mtype, mid)
+                if pos + 1 >= len(data):
+                    raise CoapError("truncated option", self.mtype, self.mid)
                 length = ((data[pos] << 8) | data[pos + 1]) + 269
                 pos += 2
             elif length == 15:
-                raise CoapError("reserved option length 15", mtype, mid)
+                raise CoapError("reserved option length 15", self.mtype, self.mid)
             num += delta
             if num > 0xFFFF:
-                raise CoapError("option number too large", mtype, mid)
-            end = pos + length
-            if end > n:
-                raise CoapError("truncated option value", mtype, mid)
-            if k == self.max:
-                raise CoapError("too many options", mtype, mid)
-            nums[k] = num
-            starts[k] = pos
-            ends[k] = end
-            flags |= 1 << (num if num < 29 else 29)
+                raise CoapError("option number too large", self.mtype, self.mid)
+            if pos + length > len(data):
+                raise CoapError("truncated option value", self.mtype, self.mid)
+            if self.count == self.max:
+                raise CoapError("too many options", self.mtype, self.mid)
+            self.nums[self.count] = num
+            self.starts[self.count] = pos
+            pos += length
+            self.ends[self.count] = pos
+            self.flags |= 1 << (num if num < 29 else 29)
             if num == _URI_PATH:
-                if not npath:
-                    path0 = k
-                npath += 1
-            k += 1
-            pos = end
-        self.data = data
-        self.mtype = mtype
-        self.code = code
-        self.mid = mid
-        self.tkl = tkl
-        self.count = k
-        self.flags = flags
-        self.path0 = path0
-        self.npath = npath
-        self.pstart = pstart
-        self.body = None
-        return self
+                if not self.npath:
+                    self.path0 = self.count
+                self.npath += 1
+            self.count += 1
 
     @property
     def token(self):
@@ -306,9 +301,10 @@ class Writer:
                 self.n = i + 1
             self.last = number
             return self
-        return self._uint(number, value)
+        return self.write(number, value)
 
-    def _uint(self, number, value):
+    def write(self, number, value):
+        # option_uint() the long way (a name the VM has anyway: RAM).
         length = 0
         v = value
         while v:
@@ -339,14 +335,3 @@ class Writer:
             self.vn = self.n
             self.v = self.mv[:self.n]
         return self.v
-
-
-def block_decode(value):
-    """Block1/Block2 option value -> (num, more, szx)."""
-    v = uint_decode(value)
-    return v >> 4, (v >> 3) & 1, v & 7
-
-
-def block_encode(num, more, szx):
-    return (num << 4) | (8 if more else 0) | szx
-

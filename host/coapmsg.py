@@ -1,7 +1,8 @@
 # The host-side half of the codec: a Message object, parse() and encode().
 # Tests and tools use these; the firmware reads with coap.Reader and writes with coap.Writer.
 # Host-only (never on a board): tests and tools import it as `from host import coapmsg as coap`.
-from firmware.coap import CoapError, Reader, Writer, uint_decode, block_decode, block_encode  # noqa: F401
+from firmware.blockwise import block_decode, block_encode  # noqa: F401
+from firmware.coap import CoapError, Reader, Writer, uint_decode  # noqa: F401
 
 CON = 0
 NON = 1
