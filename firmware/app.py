@@ -71,8 +71,8 @@ class App:
         self.rx = None              # the unicast receive task, replaced when the socket is
         self.boot = None            # (console, extra tasks, watchdog): set by start.main()
 
-    def raise_alarm(self):
-        # The input pin: raise the alarm, and tell observers now rather than at the next tick.
+    def press(self):
+        # The input pin went active: raise the alarm, and tell observers now, not at the next tick.
         self.alarm.set(True, "pin")
         self.endpoint.service()
 
@@ -123,6 +123,8 @@ class App:
                     break
                 try:
                     ep.receive(data, addr, mcast)
+                except OSError:
+                    pass  # the reply could not be sent; it is cached for the retransmission
                 except Exception as e:  # a bug must cost one packet, never the loop
                     try:
                         log.error("datagram dropped: %r", e)
@@ -152,7 +154,7 @@ class App:
         if self.input is not None:
             asyncio.create_task(self.input.run())
         if console is not None:
-            asyncio.create_task(console(self))   # the simulator's (host/simpins.py)
+            asyncio.create_task(console(self))   # the simulator's (host/console.py)
         # The timers run in this task (no gather(): its module would cost a small heap ~1 KB).
         await self.timers()
 

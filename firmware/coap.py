@@ -55,20 +55,22 @@ class Reader:
         self.tkl = 0
         self.pstart = 0
         self.body = None
+        self.fmt = -1      # the Content-Format the request layer chose for the answer
 
     def load(self, data):
         """Decode data in place. Raises CoapError for a malformed datagram. (This and read()
         keep to a few locals: in MicroPython a frame of more than 11 slots is a heap block per
         call, and that churn brings the next garbage collection closer. docs/design.md.)"""
+        self.mtype = -1   # until the header is read
         if len(data) < 4:
             raise CoapError("shorter than a header")
         b0 = data[0]
         if b0 >> 6 != 1:
             raise CoapError("unknown version")  # silently ignored (RFC 7252 3)
+        self.mid = (data[2] << 8) | data[3]
         self.mtype = (b0 >> 4) & 3
         self.tkl = b0 & 15
         self.code = data[1]
-        self.mid = (data[2] << 8) | data[3]
         if self.tkl > 8:
             raise CoapError("token length over 8", self.mtype, self.mid)
         if self.code == _EMPTY and len(data) > 4:

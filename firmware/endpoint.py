@@ -38,7 +38,7 @@ class Endpoint:
         self.handler = None       # the site (or its protection wrapper), set at boot
         self.clients = []         # our own requests' owners: .token, .response(msg, addr)
         self.timers = []          # objects with service(now) -> ms until they want a call
-        self.on_reset = None      # fn(addr, mid, now): an RST that answers no CON of ours
+        self.cancel = None        # fn(addr, mid, now): an RST that answers no CON of ours
         self.pending = False      # someone wants service() soon (e.g. a notification is owed)
         # Every reply and notification is encoded here. Our bodies are all far under 200
         # bytes, so it starts at 256 and grows, once, only if a bigger message comes along.
@@ -76,6 +76,13 @@ class Endpoint:
             # Full buffers or an unreachable peer: CoAP recovers by retransmission.
             log.debug("send to %s failed: %s", addr_str(addr), e)
 
+    def header(self, req, code):
+        """Start the answer to req in the writer: piggybacked on the ACK of a CON, else a NON
+        with a MID of its own (RFC 7252 5.2). Returns the writer, for options and payload."""
+        if req.mtype == _CON:
+            return self.writer.reply_header(_ACK, code, req.mid, req)
+        return self.writer.reply_header(_NON, code, self.next_mid(), req)
+
     def reset(self, mid, addr, mtype=_RST):
         """An empty RST (or, with mtype ACK, an empty ACK) for mid."""
         w = self.writer
@@ -111,63 +118,61 @@ class Endpoint:
                 pass
 
     def receive(self, data, addr, mcast):
-        """datagram() without its guard, for a caller that has its own (the receive loop: one
-        function call less per packet; in MicroPython a call whose frame is big costs a heap
-        block). docs/design.md."""
+        """datagram() without its guard, for a caller that has its own (the receive loop). It may
+        raise; an OSError then means the reply could not be sent (it is cached all the same).
+
+        The path is cut into small methods on purpose: in MicroPython a frame of more than 11
+        slots (fewer with a try) is a heap block per call, and that churn brings the next
+        garbage collection closer. docs/design.md."""
         self.received += 1
-        now = self.clock()
-        if len(data) >= self.rx_size:
-            # It filled the receive buffer, so it may have been cut: answer a request 4.13 from
-            # its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one.
-            b0 = data[0]
-            mtype = (b0 >> 4) & 3
-            if b0 >> 6 == 1 and b0 & 15 <= 8 and 1 <= data[1] < 32 and mtype <= _NON:
-                if not mcast:
-                    w = self.writer
-                    mid = (data[2] << 8) | data[3]
-                    w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
-                             mid if mtype == _CON else self.next_mid(), bytes(data[4:4 + (b0 & 15)]))
-                    w.option_uint(_SIZE1, self.max_payload)
-                    self.send(w.view(), addr)
-                return
-        try:
-            msg = self.reader.load(data)
-        except coap.CoapError as e:
-            self.malformed += 1
-            log.debug("malformed datagram: %s", e.reason)  # no address: formatting it allocates
-            if e.mtype == _CON and not mcast:
-                self.reset(e.mid, addr)  # reject (RFC 7252 4.2)
+        if len(data) >= self.rx_size and self.full(data, addr, mcast):
             return
+        msg = self.parse(data)
+        if msg is None:
+            self.malformed += 1
+            if self.reader.mtype == _CON and not mcast:
+                self.reset(self.reader.mid, addr)  # reject (RFC 7252 4.2)
+            return
+        if 0 < msg.code < 32 and msg.mtype < _ACK and not mcast:
+            self.request(msg, addr)    # a request: the common case
+        else:
+            self.handle(msg, addr, mcast)
+
+    def parse(self, data):
+        """The datagram decoded into self.reader, or None (reader.mtype is -1 unless the header
+        could be read, so that a malformed CON can be rejected)."""
+        try:
+            return self.reader.load(data)
+        except coap.CoapError:
+            return None
+
+    def request(self, msg, addr):
+        now = self.clock()
+        out = self.dedup.find(addr, msg.mid, now)
+        if out >= 0:
+            self.duplicates += 1
+            out = self.dedup.reply(out)
+            if out is not None:
+                self.sock.sendto(out, addr)
+            return
+        out = self.handler.request(msg, addr, now, False)
+        # Cached before it is sent: if sending fails, a retransmission still finds it. A CON's
+        # reply is kept for its retransmissions; a repeated NON is just ignored.
+        self.dedup.add(addr, msg, now, out)
+        if out is not None:
+            self.sock.sendto(out, addr)
+
+    def handle(self, msg, addr, mcast):
+        """Everything but a unicast request: a group request, an empty message, a response."""
         mtype = msg.mtype
         code = msg.code
-        if 0 < code < 32 and mtype < _ACK and not mcast:
-            # A request: the common case first.
-            dedup = self.dedup
-            i = dedup.find(addr, msg.mid, now)
-            if i >= 0:
-                self.duplicates += 1
-                out = dedup.reply(i)
-                if out is not None:
-                    self.send(out, addr)
-                return
-            out = self.handler.request(msg, addr, now, False)
-            if out is None:
-                dedup.add(addr, msg.mid, now, None)
-                return
-            try:
-                self.sock.sendto(out, addr)
-            except OSError:
-                pass  # full buffers or an unreachable peer: the client retransmits
-            # Keep a CON's reply for its retransmissions; a repeated NON is just ignored. A
-            # request that changed state (not a GET, answered 2.xx) is kept from eviction.
-            dedup.add(addr, msg.mid, now, out if mtype == _CON else None, code != _GET and out[1] >> 5 == 2)
-            return
+        now = self.clock()
         if mcast:
             # To the All-CoAP-Nodes group: NON GET only (a group PUT would switch every alarm
             # at once), answered after a random leisure and never with an error (RFC 7252 8.2).
             if mtype != _NON or code != _GET or self.dedup.find(addr, msg.mid, now) >= 0:
                 return
-            self.dedup.add(addr, msg.mid, now, None)
+            self.dedup.add(addr, msg, now, None)
             out = self.handler.request(msg, addr, now, True)
             if out is not None and out[1] >> 5 == 2 and len(self.later) < _MAX_LATER:
                 self.later.append([ticks_add(now, self.rand(16) % (self.leisure_ms + 1)), bytes(out), addr])
@@ -199,6 +204,23 @@ class Endpoint:
                 self.reset(msg.mid, addr)
         # else: a request in an ACK or RST, which cannot carry one: ignored
 
+    def full(self, data, addr, mcast):
+        """The datagram filled the receive buffer, so it may have been cut: answer a request
+        4.13 from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one.
+        False when it is not a request (the codec decides what it is)."""
+        b0 = data[0]
+        mtype = (b0 >> 4) & 3
+        if b0 >> 6 != 1 or b0 & 15 > 8 or not 1 <= data[1] < 32 or mtype > _NON:
+            return False
+        if not mcast:
+            w = self.writer
+            mid = (data[2] << 8) | data[3]
+            w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
+                     mid if mtype == _CON else self.next_mid(), bytes(data[4:4 + (b0 & 15)]))
+            w.option_uint(_SIZE1, self.max_payload)
+            self.send(w.view(), addr)
+        return True
+
     def _acked(self, addr, mid):
         box = self.outbox
         j = box.match(addr, mid)
@@ -210,7 +232,7 @@ class Endpoint:
 
     def _rejected(self, addr, mid):
         # An RST cancels a CON of ours still waiting for its ACK; any other RST goes to
-        # on_reset, which gives it a time limit (an old message ID is easy to know).
+        # cancel(), which gives it a time limit (an old message ID is easy to know).
         box = self.outbox
         j = box.match(addr, mid)
         if j >= 0:
@@ -218,8 +240,8 @@ class Endpoint:
             tag = box.tags[j]
             box.free(j)
             owner.failed(tag, "reset by client")
-        elif self.on_reset is not None:
-            self.on_reset(addr, mid, self.clock())
+        elif self.cancel is not None:
+            self.cancel(addr, mid, self.clock())
 
     # -- timed work ------------------------------------------------------------------------
 

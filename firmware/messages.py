@@ -11,6 +11,8 @@ _ACK_TIMEOUT_MS = const(2000)
 _ACK_RANDOM_MS = const(1000)          # ACK_TIMEOUT * (ACK_RANDOM_FACTOR - 1)
 _MAX_RETRANSMIT = const(4)
 _EXCHANGE_LIFETIME_MS = const(247000)
+_CON = const(0)
+_GET = const(0x01)
 
 
 class DedupCache:
@@ -66,7 +68,7 @@ class DedupCache:
             return self.amv[o:o + self.lens[i]]
         return r
 
-    def add(self, addr, mid, now, reply, changed=False):
+    def add(self, addr, msg, now, reply):
         cap = self.capacity
         addrs = self.addrs
         i = self.head
@@ -76,8 +78,6 @@ class DedupCache:
             i = (i + 1) % cap
             skipped += 1
         self.head = (i + 1) % cap
-        # One address object per endpoint: keeping each datagram's own would pin small
-        # objects all over a small heap and leave no hole big enough for the next receive.
         if addrs[self.last] == addr:
             addr = addrs[self.last]
         else:
@@ -87,13 +87,12 @@ class DedupCache:
                     break
         self.last = i
         addrs[i] = addr
-        self.mids[2 * i] = mid >> 8
-        self.mids[2 * i + 1] = mid & 0xFF
+        self.mids[2 * i] = msg.mid >> 8
+        self.mids[2 * i + 1] = msg.mid & 0xFF
         self.times[i] = now
-        self.flags[i] = 1 if changed else 0
-        if reply is None:
-            self.replies[i] = None
-        else:
+        self.flags[i] = 1 if reply is not None and msg.code != _GET and reply[1] >> 5 == 2 else 0
+        self.replies[i] = None
+        if reply is not None and msg.mtype == _CON:
             n = len(reply)
             if n <= self.size:
                 o = i * self.size

@@ -35,7 +35,7 @@ class Observe:
         self.last_mid = array("i", b"\xff" * (4 * capacity))  # MID of the last NON (-1: none)
         self.times = array("i", bytes(4 * capacity))  # and when it went
         endpoint.timers.append(self)
-        endpoint.on_reset = self.reset
+        endpoint.cancel = self.reset
 
     def __len__(self):
         return self.capacity - self.addrs.count(None)
@@ -46,9 +46,12 @@ class Observe:
                 return i
         return -1
 
-    def register(self, addr, token, resource, fmt, now):
-        """Add (or renew: same endpoint and token) an observation. Returns the Observe value for
-        the registration's response, or -1 when the table is full (answer without Observe)."""
+    def register(self, addr, req, resource, fmt):
+        """Add (or renew: same endpoint and token) the observation req asks for. Returns the
+        Observe value for the registration's response, or -1 when the table is full (answer
+        without Observe)."""
+        token = req.token
+        now = self.endpoint.clock()
         i = self.find(addr, token)
         if i < 0:
             i = self.addrs.index(None) if None in self.addrs else -1

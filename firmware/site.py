@@ -173,7 +173,7 @@ class Site:
         observe = -1
         if req.flags & (1 << _OBSERVE) and res.observable and req.code == _GET:
             if code == _CONTENT and req.opt_uint(_OBSERVE) == 0:
-                observe = self.observe.register(addr, req.token, res, fmt, now)
+                observe = self.observe.register(addr, req, res, fmt)
             elif code >> 5 == 2:
                 self.observe.forget(addr, req.token)   # deregistration (RFC 7641 3.6)
         return self.reply(req, code, fmt, payload, observe, block1=block1)
@@ -192,11 +192,7 @@ class Site:
                 bad, payload, block, size2 = block2(req.opt(_BLOCK2), payload)
                 if bad:
                     return self.reply(req, _BAD_OPTION, -1, b"")
-        w = self.endpoint.writer
-        if req.mtype == _CON:
-            w.reply_header(_ACK, code, req.mid, req)
-        else:
-            w.reply_header(_NON, code, self.endpoint.next_mid(), req)
+        w = self.endpoint.header(req, code)
         if observe >= 0:
             w.option_uint(_OBSERVE, observe)
         if fmt >= 0:

@@ -92,10 +92,12 @@ def build(cfg, machine=None, sock=None, ip=None, on=False):
     if cfg["rd_host"]:
         from firmware import rd as rd_mod
         rd = rd_mod.attach(ep, cfg, wkc.render)
+    parts = None
+    gc.collect()
     app = App(ep, observe, alarm, port, bind, follow=group and cfg["bind"] == "0.0.0.0", group_sock=group_sock,
               health=health, health_period=cfg["health_period_s"], uptime=uptime, input=inp, rd=rd)
     if inp is not None:
-        inp.on_active = app.raise_alarm
+        inp.on_active = app.press
     compat.gc_early()
     return app
 
@@ -138,11 +140,11 @@ def main():
     print("coap-alarm %s serving coap://%s:%d/alarm" % (VERSION, ip or "(waiting for Wi-Fi)", cfg["port"]))
     console = None
     if machine is None:
-        from host import simpins
+        from host import console as simconsole
         print("[sim] simulated pins: output GPIO%d, input %s. %s" % (
             cfg["output_pin"], "GPIO%d" % cfg["input_pin"] if cfg["input_pin"] is not None else "none",
-            simpins.HELP))
-        console = simpins.console
+            simconsole.HELP))
+        console = simconsole.console
     app.boot = (console, extra, wdt)   # what serve() needs; nothing of this module
     firmware.unload("start")
     return app.serve

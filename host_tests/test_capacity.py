@@ -59,15 +59,18 @@ def test_dedup_cache_never_returns_a_wrong_reply():
     # Entries are reused in a ring, replies short and long: an entry may lose its reply, never
     # get another's; a duplicate is found only for its own endpoint and MID.
     import random
+    import types
     from firmware.messages import DedupCache
     rnd = random.Random(3)
     cache = DedupCache(8, size=16)
     stored = {}
     for k in range(2000):
-        reply = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 30)))
+        reply = bytes([0x60, 0x44 if rnd.random() < 0.2 else 0x45]) + bytes(
+            rnd.randrange(256) for _ in range(rnd.randrange(0, 28)))
         addr = ("10.0.4.%d" % (k % 3), k)
         mid = rnd.randrange(4) * 256 + rnd.randrange(4)   # few MIDs: many look-alikes in the table
-        i = cache.add(addr, mid, 0, reply, changed=rnd.random() < 0.2)
+        msg = types.SimpleNamespace(mid=mid, mtype=coap.CON, code=coap.PUT if reply[1] == 0x44 else coap.GET)
+        i = cache.add(addr, msg, 0, reply)
         stored[i] = (addr, mid, reply)
         for j, (a, m, want) in stored.items():
             got = cache.reply(j)
@@ -75,4 +78,3 @@ def test_dedup_cache_never_returns_a_wrong_reply():
             if cache.addrs[j] == a:
                 assert cache.find(a, m, 0) == j
         assert len(cache) <= cache.capacity
-    assert cache.reply(cache.add(("10.0.4.1", 1), 1, 0, b"x" * 20)) is not None  # big ones kept as bytes

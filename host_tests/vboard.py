@@ -48,7 +48,7 @@ class VirtualBoard:
         # not part of any deploy (tools/build.py), so a deploy never copies nor removes them.
         from harness import ROOT
         os.makedirs(os.path.join(self.fs, "host"), exist_ok=True)
-        for name in ("__init__.py", "simpins.py"):
+        for name in ("__init__.py", "simpins.py", "console.py"):
             shutil.copy(os.path.join(ROOT, "host", name), os.path.join(self.fs, "host", name))
         self.device = os.path.join(self.dir, "ttyV")
         micropython = program is None
