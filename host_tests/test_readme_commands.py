@@ -4,14 +4,22 @@ import os
 import pty
 import re
 import shlex
+import socket
 import subprocess
 
 import pytest
 
 from host import coapmsg as coap
-from harness import ROOT, tool
+from harness import ROOT, free_udp_port, parse_links, tool
+from test_discovery_live import GROUP, loopback_multicast  # noqa: F401 (a fixture)
+from test_sim import ctrl_c, start_sim
 
-DOCS = ("README.md", os.path.join("docs", "flash-a-board.md"))
+DOCS = ("README.md", os.path.join("docs", "flash-a-board.md"), os.path.join("docs", "discovery.md"))
+
+
+def doc_text(doc):
+    with open(os.path.join(ROOT, doc)) as f:
+        return f.read()
 
 
 def read_until(fd, text, timeout):
@@ -36,8 +44,7 @@ def observe_commands():
     """Every observe command in the docs: (where, command line)."""
     found = []
     for doc in DOCS:
-        with open(os.path.join(ROOT, doc)) as f:
-            text = f.read()
+        text = doc_text(doc)
         for m in re.finditer(r"((?:coap-client-notls -s|\S*aiocoap-client --observe) [^`\n#]*coap://[^\s`]+)", text):
             found.append((doc, m.group(1).strip()))
     return found
@@ -71,3 +78,57 @@ def test_every_observe_command_in_the_docs_sees_two_changes(firmware, doc, comma
         os.close(master)
     # The first value, then both changes (libcoap prints them without a separator).
     assert "OFFONOFF" in out, (command, out)
+
+
+def multicast_commands():
+    """Every multicast discovery command in the docs: (where, command line)."""
+    found = []
+    for doc in DOCS:
+        for m in re.finditer(r"coap-client-notls [^`\n#]*'coap://224\.0\.1\.187/[^'\s]*'", doc_text(doc)):
+            found.append((doc, m.group(0)))
+    return found
+
+
+def test_the_docs_show_multicast_discovery_for_boards_and_for_the_sim():
+    commands = [c for _, c in multicast_commands()]
+    assert any("-a 127.0.0.1" in c for c in commands)      # for a plain `make sim`
+    assert any("-a " not in c for c in commands)           # for boards on the network
+
+
+def has_multicast_route():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((GROUP, 5683))   # a route lookup; nothing is sent
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("doc, command", multicast_commands(), ids=lambda v: v)
+def test_every_multicast_discovery_command_in_the_docs_finds_the_sim(doc, command, loopback_multicast):
+    # The README says which sim each one finds: `-a 127.0.0.1`, a plain `make sim` (it listens
+    # on 127.0.0.1); without it, `make sim BIND=0.0.0.0` (it joins on the network interface).
+    argv = shlex.split(command)
+    argv[0] = tool("coap-client-notls")
+    sim_args = []
+    if "-a 127.0.0.1" not in command:
+        if not has_multicast_route():
+            pytest.skip("this computer has no network route for multicast (not connected?); "
+                        "%s sends on it" % argv[0])
+        sim_args = ["--bind", "0.0.0.0"]
+    port = free_udp_port()
+    argv = [a.replace("coap://%s/" % GROUP, "coap://%s:%d/" % (GROUP, port)) for a in argv]
+    p, lines = start_sim("--port", str(port), *sim_args)
+    try:
+        assert any("joined %s" % GROUP in line for line in lines), lines
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    finally:
+        ctrl_c(p)
+    assert r.returncode == 0, (command, r.stderr)
+    # One answer, from the sim: its /alarm link and nothing else (rt=alarm filters).
+    out = r.stdout.strip()
+    assert "\n" not in out, out
+    links = parse_links(out.encode())
+    assert list(links) == ["/alarm"] and links["/alarm"]["rt"] == "alarm", out
