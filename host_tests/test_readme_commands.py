@@ -132,3 +132,79 @@ def test_every_multicast_discovery_command_in_the_docs_finds_the_sim(doc, comman
     assert "\n" not in out, out
     links = parse_links(out.encode())
     assert list(links) == ["/alarm"] and links["/alarm"]["rt"] == "alarm", out
+
+
+def request_commands():
+    """Every one-shot request the docs show (not observe, multicast or the directory's):
+    (where, command line)."""
+    found = []
+    for doc in DOCS:
+        for m in re.finditer(r"(?:\.venv/bin/)?(?:coap-client-notls|aiocoap-client) [^`\n#]*", doc_text(doc)):
+            command = m.group(0).strip()
+            if "coap://" in command and not re.search(r" -s |--observe|224\.0\.1\.187|192\.168\.1\.10", command):
+                found.append((doc, command))
+    return found
+
+
+# What a user sees from each: the alarm's state (text or JSON), or its links.
+ANSWER = re.compile(r'(ON|OFF|\{"on":(true|false),"changed":\d+,"source":"\w+"\}|</alarm>;rt="alarm";.*)', re.S)
+
+
+def test_the_docs_show_requests():
+    assert len(request_commands()) >= 6
+
+
+@pytest.mark.parametrize("doc, command", request_commands(), ids=lambda v: v)
+def test_every_request_in_the_docs_gets_its_answer(firmware, doc, command):
+    fw = firmware()
+    argv = shlex.split(re.sub(r"coap://[^/]+/", "coap://127.0.0.1:%d/" % fw.port, command))
+    argv[0] = tool(os.path.basename(argv[0]))
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (command, r.stdout, r.stderr)
+    assert ANSWER.fullmatch(r.stdout.strip()), (command, r.stdout, r.stderr)
+    if "ON" in command:       # a PUT: the state changed
+        c = fw.client()
+        assert c.request(coap.GET).payload == b"ON"
+        c.close()
+
+
+def directory_docs():
+    return [doc for doc in DOCS if "aiocoap-rd --bind" in doc_text(doc)]
+
+
+@pytest.mark.parametrize("doc", directory_docs())
+def test_the_fleet_commands_in_the_docs_find_the_alarm(firmware, doc):
+    # The directory as the doc starts it (on this test's own address and port), a board
+    # configured as the doc says, and each lookup the doc shows.
+    from harness import Client
+    text = doc_text(doc)
+    start = re.search(r"\S*aiocoap-rd --bind 0\.0\.0\.0:5683", text).group(0)
+    lookups = re.findall(r"\S*aiocoap-client 'coap://192\.168\.1\.10/[^']*'", text)
+    assert lookups and '"rd_host": "192.168.1.10", "rd_ep": "alarm-kitchen"' in text
+    port = free_udp_port()
+    argv = shlex.split(start.replace("0.0.0.0:5683", "127.0.0.1:%d" % port))
+    argv[0] = tool(os.path.basename(argv[0]))
+    rd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = Client(port)
+        for _ in range(40):         # ready when it answers (bounded: about 10 s)
+            try:
+                c.request(coap.GET, ".well-known/core", timeout=0.25)
+                break
+            except socket.timeout:
+                assert rd.poll() is None, "aiocoap-rd exited"
+        c.close()
+        fw = firmware(rd_host="127.0.0.1", rd_port=port, rd_ep="alarm-kitchen")
+        fw.wait_for("rd: registered", 10)
+        for lookup in lookups:
+            argv = shlex.split(lookup.replace("192.168.1.10/", "127.0.0.1:%d/" % port))
+            argv[0] = tool(os.path.basename(argv[0]))
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, (lookup, r.stdout, r.stderr)
+            if "resource-lookup" in lookup:
+                assert "<coap://127.0.0.1:%d/alarm>" % fw.port in r.stdout, (lookup, r.stdout)
+            else:
+                assert 'ep="alarm-kitchen"' in r.stdout, (lookup, r.stdout)
+    finally:
+        rd.terminate()
+        rd.wait(5)
