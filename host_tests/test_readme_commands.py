@@ -253,3 +253,39 @@ def test_every_deploy_in_the_docs_runs_against_a_virtual_board(tmp_path, doc, co
     out = r.stdout + r.stderr
     assert r.returncode == 0, (command, out)
     assert "dry run: no file was changed" in r.stdout and "warning" not in out, (command, out)
+
+
+def test_the_sim_console_commands_in_the_readme_do_what_it_says():
+    from harness import Client
+    from test_sim import wait_line
+    text = doc_text("README.md")
+    text = text[text.index("| command | effect |"):]
+    table = re.findall(r"^\| (`\w+`(?: / `\w+`)*) \| (.*) \|$", text[:text.index("\n\n")], re.M)
+    commands = [c for cell, _ in table for c in re.findall(r"`(\w+)`", cell)]
+    assert commands == ["press", "release", "on", "off", "state", "stats"], table
+    port = free_udp_port()
+    p, lines = start_sim("--port", str(port))
+    c = Client(port)
+
+    def type_(command, shows):
+        p.stdin.write(command + "\n")
+        p.stdin.flush()
+        return wait_line(p, shows)
+
+    try:
+        wait_line(p, "[sim] simulated pins")
+        type_("press", "output GPIO2 = 1")            # press raises the alarm
+        assert c.request(coap.GET).payload == b"ON"
+        type_("release", "input GPIO0 released")
+        assert c.request(coap.GET).payload == b"ON"   # the input does not clear it
+        type_("off", "output GPIO2 = 0")
+        assert c.request(coap.GET).payload == b"OFF"
+        type_("on", "output GPIO2 = 1")
+        assert c.request(coap.GET).payload == b"ON"
+        assert type_("state", "[sim] alarm") == "[sim] alarm ON\n"
+        stats = type_("stats", "[sim] stats")
+        for shown in ("heap=", "free=", "observers=0/8", "dedup="):   # heap, observers, dedup
+            assert shown in stats, stats
+    finally:
+        c.close()
+        ctrl_c(p)
