@@ -302,3 +302,25 @@ def test_the_sim_console_commands_in_the_readme_do_what_it_says():
     finally:
         c.close()
         ctrl_c(p)
+
+
+def test_two_alarms_answer_the_sims_discovery_command_as_the_readme_says(firmware, loopback_multicast):
+    # Two alarms in the group (on 127.0.0.1 and 127.0.0.2, one port): the README says their
+    # answers come one after the other on one line, with no sender named.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind(("127.0.0.2", 0))
+    except OSError as e:
+        pytest.skip("this computer has no 127.0.0.2 for a second alarm (%s)" % e)
+    finally:
+        probe.close()
+    command, = [c for _, c in multicast_commands() if "-a 127.0.0.1" in c]
+    a = firmware(multicast_leisure_ms=300)
+    firmware(bind="127.0.0.2", port=a.port, multicast_leisure_ms=300)
+    argv = shlex.split(command.replace("coap://%s/" % GROUP, "coap://%s:%d/" % (GROUP, a.port)))
+    argv[0] = tool("coap-client-notls")
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    link = '</alarm>;rt="alarm";if="core.a";ct="0 50 60";obs'
+    assert link in doc_text("README.md")
+    assert r.stdout == link * 2 + "\n", r.stdout
