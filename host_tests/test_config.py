@@ -254,13 +254,49 @@ def test_validator_is_dropped_after_boot_under_micropython(tmp_path):
     assert "LEFT False False 5683" in out
 
 
-def test_every_key_is_documented():
-    docs = ""
-    for name in ("README.md", os.path.join("docs", "flash-a-board.md")):
-        with open(os.path.join(ROOT, name)) as f:
-            docs += f.read()
-    missing = [k for k in config.DEFAULTS if "`%s`" % k not in docs]
-    assert not missing, "config keys missing from README.md and docs/flash-a-board.md: %s" % missing
+def readme_config_table():
+    """The README's Configuration table: {key: its default as written there}."""
+    import re
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("\n## Configuration\n"):]
+    section = section[:section.index("\n## ", 1)]
+    table = {}
+    for keys, defaults in re.findall(r"^\| (`[^|]*) \| ([^|]*) \|", section, re.M):
+        names = re.findall(r"`(\w+)`", keys)
+        values = re.findall(r"`([^`]+)`", defaults)
+        if len(values) == 1:           # `""` for wifi_ssid, wifi_password
+            values *= len(names)
+        assert len(values) == len(names), (keys, defaults)
+        table.update(zip(names, values))
+    return table
+
+
+def test_the_readme_lists_every_key_with_its_default():
+    # The one place the keys are listed (the other docs link to it): all of them, with the
+    # default the firmware really has, written as in config.json.
+    table = readme_config_table()
+    assert sorted(table) == sorted(config.DEFAULTS), "README, Configuration: keys differ from DEFAULTS"
+    wrong = {}
+    for key, written in table.items():
+        try:
+            ok = json.loads(written) == config.DEFAULTS[key]
+        except ValueError:
+            ok = False
+        if not ok:
+            wrong[key] = (written, json.dumps(config.DEFAULTS[key]))
+    assert not wrong, "README, Configuration: default as written vs the firmware's: %s" % wrong
+
+
+def test_no_other_doc_repeats_the_keys_table():
+    import glob
+    import re
+    for path in sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        with open(path) as f:
+            rows = re.findall(r"^\| `(\w+)`", f.read(), re.M)
+        repeated = [k for k in rows if k in config.DEFAULTS]
+        assert not repeated, "%s lists config keys %s: link to README.md#configuration instead" % (
+            os.path.relpath(path, ROOT), repeated)
 
 
 def test_a_file_too_big_or_too_deep_for_the_board_still_boots(tmp_path, monkeypatch):

@@ -43,22 +43,58 @@ def test_version_matches_the_firmware():
     assert load()["version"] == VERSION
 
 
-def test_mip_install_of_package_json_gives_a_board_that_serves(tmp_path):
-    # The same thing `mpremote mip install --target / github:OWNER/REPO` does, from this checkout.
+def documented(pattern):
+    """Each command the README and the flash guide show that matches pattern."""
+    import re
+    found = []
+    for doc in ("README.md", os.path.join("docs", "flash-a-board.md")):
+        with open(os.path.join(ROOT, doc)) as f:
+            found += re.findall(pattern, f.read())
+    return found
+
+
+MIP = r"\S*mpremote connect /dev/ttyUSB0 mip install [^`\n]*"
+CP_CONFIG = r"\S*mpremote connect /dev/ttyUSB0 cp my-config.json :config.json"
+
+
+def on_the_virtual_board(command, device):
+    # As written, with the board's port. And `resume`: mpremote soft-resets a board before its
+    # first command; a board restarts its REPL, the unix port ends (a board never needs this).
+    import shlex
+    from harness import tool
+    argv = shlex.split(command)
+    assert argv[1:3] == ["connect", "/dev/ttyUSB0"], command
+    return [tool("mpremote"), "connect", device, "resume"] + argv[3:]
+
+
+def test_the_docs_show_the_mip_install_and_the_config_copy():
+    assert len(set(documented(MIP))) == 1 and documented(CP_CONFIG)
+
+
+def test_the_documented_mip_install_gives_a_board_that_serves(tmp_path):
+    # Run in this checkout, as the docs say; then the config copy the flash guide shows.
     import subprocess
     from host import coapmsg as coap
-    from harness import free_udp_port, tool
+    from harness import free_udp_port
     from vboard import BoardProcess, VirtualBoard
-    board = VirtualBoard(tmp_path)
+    mip, = set(documented(MIP))
+    board = VirtualBoard(tmp_path, root=True)   # its "/" is board.fs, as an ESP32's is its flash
     fw = None
     try:
-        r = subprocess.run([tool("mpremote"), "connect", board.device, "resume", "mip", "install",
-                            "--target", ".", os.path.join(ROOT, "package.json")],
+        r = subprocess.run(on_the_virtual_board(mip, board.device), cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0, r.stdout + r.stderr
+        installed = sorted(os.path.relpath(os.path.join(d, f), board.fs).replace(os.sep, "/")
+                           for d, _, files in os.walk(board.fs) for f in files
+                           if not d.startswith(os.path.join(board.fs, "host")))
+        assert installed == sorted(board_build().board_files())   # no config.json, no .mpy
         port = free_udp_port()
-        with open(os.path.join(board.fs, "config.json"), "w") as f:
-            json.dump({"port": port, "bind": "127.0.0.1"}, f)
+        user = tmp_path / "user"
+        user.mkdir()
+        (user / "my-config.json").write_text(json.dumps({"port": port, "bind": "127.0.0.1"}))
+        r = subprocess.run(on_the_virtual_board(documented(CP_CONFIG)[0], board.device), cwd=user,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
         fw = BoardProcess(board.fs, port).start()
         c = fw.client()
         assert c.request(coap.GET).payload == b"OFF"

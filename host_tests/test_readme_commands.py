@@ -4,14 +4,23 @@ import os
 import pty
 import re
 import shlex
+import socket
 import subprocess
+import sys
 
 import pytest
 
 from host import coapmsg as coap
-from harness import ROOT, tool
+from harness import ROOT, free_udp_port, parse_links, tool
+from test_discovery_live import GROUP, loopback_multicast  # noqa: F401 (a fixture)
+from test_sim import ctrl_c, start_sim
 
-DOCS = ("README.md", os.path.join("docs", "flash-a-board.md"))
+DOCS = ("README.md", os.path.join("docs", "flash-a-board.md"), os.path.join("docs", "discovery.md"))
+
+
+def doc_text(doc):
+    with open(os.path.join(ROOT, doc)) as f:
+        return f.read()
 
 
 def read_until(fd, text, timeout):
@@ -36,8 +45,7 @@ def observe_commands():
     """Every observe command in the docs: (where, command line)."""
     found = []
     for doc in DOCS:
-        with open(os.path.join(ROOT, doc)) as f:
-            text = f.read()
+        text = doc_text(doc)
         for m in re.finditer(r"((?:coap-client-notls -s|\S*aiocoap-client --observe) [^`\n#]*coap://[^\s`]+)", text):
             found.append((doc, m.group(1).strip()))
     return found
@@ -71,3 +79,248 @@ def test_every_observe_command_in_the_docs_sees_two_changes(firmware, doc, comma
         os.close(master)
     # The first value, then both changes (libcoap prints them without a separator).
     assert "OFFONOFF" in out, (command, out)
+
+
+def multicast_commands():
+    """Every multicast discovery command in the docs: (where first, command line). Each runs
+    for its 5 s: one shown twice is run once."""
+    found = {}
+    for doc in DOCS:
+        for m in re.finditer(r"coap-client-notls [^`\n#]*'coap://224\.0\.1\.187/[^'\s]*'", doc_text(doc)):
+            found.setdefault(m.group(0), doc)
+    return [(doc, command) for command, doc in found.items()]
+
+
+def test_the_docs_show_multicast_discovery_for_boards_and_for_the_sim():
+    commands = [c for _, c in multicast_commands()]
+    assert any("-a 127.0.0.1" in c for c in commands)      # for a plain `make sim`
+    assert any("-a " not in c for c in commands)           # for boards on the network
+
+
+def network_multicast_problem():
+    """None if a datagram this computer sends to the group on its default interface comes back
+    to a socket that joined there (what the plain command and `make sim BIND=0.0.0.0` need);
+    else why not."""
+    port = free_udp_port()
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.bind((GROUP, port))
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                      socket.inet_aton(GROUP) + socket.inet_aton("0.0.0.0"))
+        tx.sendto(b"probe", (GROUP, port))
+        rx.settimeout(1.0)
+        rx.recvfrom(16)
+        return None
+    except OSError as e:
+        return "this computer does not send and loop back multicast on its network interface " \
+               "(not connected?): %s" % e
+    finally:
+        rx.close()
+        tx.close()
+
+
+@pytest.mark.parametrize("doc, command", multicast_commands(), ids=lambda v: v)
+def test_every_multicast_discovery_command_in_the_docs_finds_the_sim(doc, command, loopback_multicast):
+    # The README says which sim each one finds: `-a 127.0.0.1`, a plain `make sim` (it listens
+    # on 127.0.0.1); without it, `make sim BIND=0.0.0.0` (it joins on the network interface).
+    argv = shlex.split(command)
+    argv[0] = tool("coap-client-notls")
+    sim_args = []
+    if "-a 127.0.0.1" not in command:
+        problem = network_multicast_problem()
+        if problem:
+            pytest.skip(problem)
+        sim_args = ["--bind", "0.0.0.0"]
+    port = free_udp_port()
+    argv = [a.replace("coap://%s/" % GROUP, "coap://%s:%d/" % (GROUP, port)) for a in argv]
+    p, lines = start_sim("--port", str(port), *sim_args)
+    try:
+        assert any("joined %s" % GROUP in line for line in lines), lines
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    finally:
+        ctrl_c(p)
+    assert r.returncode == 0, (command, r.stderr)
+    # One answer, from the sim: its /alarm link and nothing else (rt=alarm filters).
+    out = r.stdout.strip()
+    assert "\n" not in out, out
+    links = parse_links(out.encode())
+    assert list(links) == ["/alarm"] and links["/alarm"]["rt"] == "alarm", out
+
+
+def request_commands():
+    """Every one-shot request the docs show (not observe, multicast or the directory's):
+    (where, command line)."""
+    found = []
+    for doc in DOCS:
+        for m in re.finditer(r"(?:\.venv/bin/)?(?:coap-client-notls|aiocoap-client) [^`\n#]*", doc_text(doc)):
+            command = m.group(0).strip()
+            if "coap://" in command and not re.search(r" -s |--observe|224\.0\.1\.187|192\.168\.1\.10", command):
+                found.append((doc, command))
+    return found
+
+
+# What a user sees from each: the alarm's state (text or JSON), or its links.
+ANSWER = re.compile(r'(ON|OFF|\{"on":(true|false),"changed":\d+,"source":"\w+"\}|</alarm>;rt="alarm";.*)', re.S)
+
+
+def test_the_docs_show_requests():
+    assert len(request_commands()) >= 6
+
+
+@pytest.mark.parametrize("doc, command", request_commands(), ids=lambda v: v)
+def test_every_request_in_the_docs_gets_its_answer(firmware, doc, command):
+    fw = firmware()
+    argv = shlex.split(re.sub(r"coap://[^/]+/", "coap://127.0.0.1:%d/" % fw.port, command))
+    argv[0] = tool(os.path.basename(argv[0]))
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (command, r.stdout, r.stderr)
+    assert ANSWER.fullmatch(r.stdout.strip()), (command, r.stdout, r.stderr)
+    if "ON" in command:       # a PUT: the state changed
+        c = fw.client()
+        assert c.request(coap.GET).payload == b"ON"
+        c.close()
+
+
+def directory_docs():
+    return [doc for doc in DOCS if "aiocoap-rd --bind" in doc_text(doc)]
+
+
+@pytest.mark.parametrize("doc", directory_docs())
+def test_the_fleet_commands_in_the_docs_find_the_alarm(firmware, doc):
+    # The directory as the doc starts it (on this test's own address and port), a board
+    # configured as the doc says, and each lookup the doc shows.
+    from harness import Client
+    text = doc_text(doc)
+    start = re.search(r"\S*aiocoap-rd --bind 0\.0\.0\.0:5683", text).group(0)
+    lookups = re.findall(r"\S*aiocoap-client 'coap://192\.168\.1\.10/[^']*'", text)
+    assert lookups and '"rd_host": "192.168.1.10", "rd_ep": "alarm-kitchen"' in text
+    port = free_udp_port()
+    argv = shlex.split(start.replace("0.0.0.0:5683", "127.0.0.1:%d" % port))
+    argv[0] = tool(os.path.basename(argv[0]))
+    rd = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = Client(port)
+        for _ in range(40):         # ready when it answers (bounded: about 10 s)
+            try:
+                c.request(coap.GET, ".well-known/core", timeout=0.25)
+                break
+            except socket.timeout:
+                assert rd.poll() is None, "aiocoap-rd exited"
+        c.close()
+        fw = firmware(rd_host="127.0.0.1", rd_port=port, rd_ep="alarm-kitchen")
+        fw.wait_for("rd: registered", 10)
+        for lookup in lookups:
+            argv = shlex.split(lookup.replace("192.168.1.10/", "127.0.0.1:%d/" % port))
+            argv[0] = tool(os.path.basename(argv[0]))
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, (lookup, r.stdout, r.stderr)
+            if "resource-lookup" in lookup:
+                assert "<coap://127.0.0.1:%d/alarm>" % fw.port in r.stdout, (lookup, r.stdout)
+            else:
+                assert 'ep="alarm-kitchen"' in r.stdout, (lookup, r.stdout)
+    finally:
+        rd.terminate()
+        rd.wait(5)
+
+
+def deploy_commands():
+    """The deploys the README and the flash guide show (continued lines joined)."""
+    found = []
+    for doc in ("README.md", os.path.join("docs", "flash-a-board.md")):
+        text = doc_text(doc).replace("\\\n", " ")
+        for m in re.finditer(r"(?:make deploy|\S*python tools/deploy\.py) [^`\n#]*", text):
+            found.append((doc, " ".join(m.group(0).split())))
+    return sorted(set(found))
+
+
+def test_the_docs_show_deploys():
+    commands = [c for _, c in deploy_commands()]
+    assert any(c.startswith("make deploy DEVICE=") for c in commands)
+    assert any("tools/deploy.py --device" in c for c in commands)
+
+
+@pytest.mark.parametrize("doc, command", deploy_commands(), ids=lambda v: v)
+def test_every_deploy_in_the_docs_runs_against_a_virtual_board(tmp_path, doc, command):
+    # As written, with the virtual board's port and as a dry run (what the docs offer first):
+    # the configuration it makes passes the firmware's checks without a warning.
+    from test_deploy import make_deploy
+    from vboard import VirtualBoard
+    argv = shlex.split(command)
+    if "--help" in argv:
+        r = subprocess.run([sys.executable] + argv[1:], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stdout.startswith("usage: deploy.py"), r.stderr
+        return
+    board = VirtualBoard(tmp_path)
+    try:
+        if argv[:2] == ["make", "deploy"]:
+            args = [a.replace("/dev/ttyUSB0", board.device) for a in argv[2:]] + ["DRY_RUN=1"]
+            r = make_deploy(*args)
+        else:
+            args = [a.replace("/dev/ttyUSB0", board.device) for a in argv[2:]] + ["--dry-run"]
+            r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy.py")] + args,
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        board.close()
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, (command, out)
+    assert "dry run: no file was changed" in r.stdout and "warning" not in out, (command, out)
+
+
+def test_the_sim_console_commands_in_the_readme_do_what_it_says():
+    from harness import Client
+    from test_sim import wait_line
+    text = doc_text("README.md")
+    text = text[text.index("| command | effect |"):]
+    table = re.findall(r"^\| (`\w+`(?: / `\w+`)*) \| (.*) \|$", text[:text.index("\n\n")], re.M)
+    commands = [c for cell, _ in table for c in re.findall(r"`(\w+)`", cell)]
+    assert commands == ["press", "release", "on", "off", "state", "stats"], table
+    port = free_udp_port()
+    p, lines = start_sim("--port", str(port))
+    c = Client(port)
+
+    def type_(command, shows):
+        p.stdin.write(command + "\n")
+        p.stdin.flush()
+        return wait_line(p, shows)
+
+    try:
+        wait_line(p, "[sim] simulated pins")
+        type_("press", "output GPIO2 = 1")            # press raises the alarm
+        assert c.request(coap.GET).payload == b"ON"
+        type_("release", "input GPIO0 released")
+        assert c.request(coap.GET).payload == b"ON"   # the input does not clear it
+        type_("off", "output GPIO2 = 0")
+        assert c.request(coap.GET).payload == b"OFF"
+        type_("on", "output GPIO2 = 1")
+        assert c.request(coap.GET).payload == b"ON"
+        assert type_("state", "[sim] alarm") == "[sim] alarm ON\n"
+        stats = type_("stats", "[sim] stats")
+        for shown in ("heap=", "free=", "observers=0/8", "dedup="):   # heap, observers, dedup
+            assert shown in stats, stats
+    finally:
+        c.close()
+        ctrl_c(p)
+
+
+def test_two_alarms_answer_the_sims_discovery_command_as_the_readme_says(firmware, loopback_multicast):
+    # Two alarms in the group (on 127.0.0.1 and 127.0.0.2, one port): the README says their
+    # answers come one after the other on one line, with no sender named.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind(("127.0.0.2", 0))
+    except OSError as e:
+        pytest.skip("this computer has no 127.0.0.2 for a second alarm (%s)" % e)
+    finally:
+        probe.close()
+    command, = [c for _, c in multicast_commands() if "-a 127.0.0.1" in c]
+    a = firmware(multicast_leisure_ms=300)
+    firmware(bind="127.0.0.2", port=a.port, multicast_leisure_ms=300)
+    argv = shlex.split(command.replace("coap://%s/" % GROUP, "coap://%s:%d/" % (GROUP, a.port)))
+    argv[0] = tool("coap-client-notls")
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    link = '</alarm>;rt="alarm";if="core.a";ct="0 50 60";obs'
+    assert link in doc_text("README.md")
+    assert r.stdout == link * 2 + "\n", r.stdout

@@ -35,11 +35,20 @@ vfs.mount(vfs.VfsLfs2(bd), '/flash')
 os.chdir('/flash')
 """
 
+# Run before the REPL of a board whose root is its directory: "/" on it is DIR/board, as "/" on
+# an ESP32 is its flash, so `mip install --target /` lands where a board has its files.
+BOARD_ROOT = """
+import vfs, os
+vfs.umount('/')
+vfs.mount(vfs.VfsPosix(%r), '/')
+os.chdir('/')
+"""
+
 
 class VirtualBoard:
     """socat links DIR/ttyV to `micropython -i` running in DIR/board (or in a RAM disk)."""
 
-    def __init__(self, tmp_path, program=None, flash_blocks=None):
+    def __init__(self, tmp_path, program=None, flash_blocks=None, root=False):
         self.dir = str(tmp_path)
         self.fs = os.path.join(self.dir, "board")
         os.makedirs(self.fs, exist_ok=True)
@@ -54,10 +63,16 @@ class VirtualBoard:
         micropython = program is None
         if micropython:
             cmd = tool("micropython") + " -i"
+            setup = None
             if flash_blocks:
                 setup = os.path.join(self.dir, "small_flash.py")
                 with open(setup, "w") as f:
                     f.write(SMALL_FLASH % flash_blocks)
+            elif root:
+                setup = os.path.join(self.dir, "board_root.py")
+                with open(setup, "w") as f:
+                    f.write(BOARD_ROOT % self.fs)
+            if setup:
                 cmd += " " + setup
             program = cmd
         # No `setsid` for the child: socat and it share the process group we kill at the end.
