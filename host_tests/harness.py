@@ -4,6 +4,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -388,3 +389,43 @@ def assert_alarm_link(payload):
     alarm = parse_links(payload)["/alarm"]
     assert alarm["rt"] == "alarm" and alarm["if"] == "core.a" and alarm["obs"] is True
     assert "0" in alarm["ct"].split()
+
+
+# -- multicast and the simulator as a process (shared by several test files) ---------------
+
+GROUP = "224.0.1.187"   # All-CoAP-Nodes (RFC 7252 12.8)
+SIM = os.path.join(ROOT, "tools", "sim.py")
+
+
+def _multicast_sender():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def start_process(cmd, env=None):
+    # A session of its own, as a terminal's foreground job: Ctrl-C goes to the whole group.
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env=env, start_new_session=True)
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if "serving coap://" in line:
+            return p, lines
+    p.wait()
+    raise AssertionError("sim did not start:\n" + "".join(lines))
+
+
+def start_sim(*args, env=None):
+    return start_process([sys.executable, SIM] + list(args), env)
+
+
+def ctrl_c(p):
+    """What a terminal does on Ctrl-C: SIGINT to the foreground process group. Returns the rest
+    of the output."""
+    os.killpg(p.pid, signal.SIGINT)
+    rest = p.stdout.read()
+    p.wait(10)
+    return rest

@@ -10,9 +10,8 @@ import cbor2
 import pytest
 
 from host import coapmsg as coap
-from harness import Client, free_udp_port, request, tool
+from harness import Client, free_udp_port, request, tool, GROUP, _multicast_sender
 
-GROUP = "224.0.1.187"
 
 
 def coap_client(*args, timeout=20, tmp=None):
@@ -142,37 +141,6 @@ def test_block1_with_coap_client_and_aiocoap(firmware, tmp_path):
 
 
 # -- multicast ------------------------------------------------------------------------------
-
-def _multicast_sender():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-    s.bind(("127.0.0.1", 0))
-    return s
-
-
-@pytest.fixture
-def loopback_multicast():
-    """Skip, saying why, when this kernel does not loop multicast back on 127.0.0.1."""
-    port = free_udp_port()
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    tx = None
-    try:
-        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        rx.bind((GROUP, port))
-        rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                      socket.inet_aton(GROUP) + socket.inet_aton("127.0.0.1"))
-        tx = _multicast_sender()
-        tx.sendto(b"probe", (GROUP, port))
-        rx.settimeout(1.0)
-        rx.recvfrom(16)
-    except OSError as e:
-        pytest.skip("this kernel does not deliver multicast on loopback (%s)" % e)
-    finally:
-        rx.close()
-        if tx is not None:
-            tx.close()
-
 
 def test_multicast_discovery_under_the_vm(firmware, loopback_multicast):
     fw = firmware(multicast_leisure_ms=300)

@@ -155,7 +155,7 @@ def test_rd_registration_path_discovery():
 
 def test_rd_without_discovery_falls_back_to_rd():
     server, alarm, sock, clock, _ = full_server()
-    rd = RdClient(server.endpoint, RD, "e", 60, lambda: b"</alarm>")
+    RdClient(server.endpoint, RD, "e", 60, lambda: b"</alarm>")  # registers itself with the endpoint
     server.service()
     (req, _), = sock.take()
     answer(server, req, coap.NOT_FOUND)

@@ -12,8 +12,7 @@ import pytest
 
 from host import coapmsg as coap
 from harness import ROOT, free_udp_port, parse_links, tool
-from test_discovery_live import GROUP, loopback_multicast  # noqa: F401 (a fixture)
-from test_sim import ctrl_c, start_sim
+from harness import GROUP, ctrl_c, start_sim
 
 DOCS = ("README.md", os.path.join("docs", "flash-a-board.md"), os.path.join("docs", "discovery.md"))
 

@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -10,35 +9,8 @@ import sys
 import pytest
 
 from host import coapmsg as coap
-from harness import ROOT, Client, free_udp_port, tool
+from harness import ROOT, Client, free_udp_port, tool, SIM, start_process, start_sim, ctrl_c
 
-SIM = os.path.join(ROOT, "tools", "sim.py")
-
-
-def start(cmd, env=None):
-    # A session of its own, as a terminal's foreground job: Ctrl-C goes to the whole group.
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, env=env, start_new_session=True)
-    lines = []
-    for line in p.stdout:
-        lines.append(line)
-        if "serving coap://" in line:
-            return p, lines
-    p.wait()
-    raise AssertionError("sim did not start:\n" + "".join(lines))
-
-
-def start_sim(*args, env=None):
-    return start([sys.executable, SIM] + list(args), env)
-
-
-def ctrl_c(p):
-    """What a terminal does on Ctrl-C: SIGINT to the foreground process group. Returns the rest
-    of the output."""
-    os.killpg(p.pid, signal.SIGINT)
-    rest = p.stdout.read()
-    p.wait(10)
-    return rest
 
 
 def wait_line(p, text):
@@ -92,7 +64,7 @@ def test_without_a_vm_the_sim_runs_the_firmware_under_cpython(tmp_path):
     os.symlink(os.path.realpath(sys.executable), bindir / "python3")
     env = dict(os.environ, PATH=str(tmp_path / "empty"))
     port = free_udp_port()
-    p, lines = start([str(bindir / "python3"), SIM, "--port", str(port), "--heap", "64k"], env)
+    p, lines = start_process([str(bindir / "python3"), SIM, "--port", str(port), "--heap", "64k"], env)
     try:
         assert lines[0] == ("sim: no MicroPython VM for %s %s: running the same firmware under CPython "
                             "(--heap needs the VM: ignored)\n" % (sys.platform, platform.machine()))
@@ -204,7 +176,7 @@ def test_make_sim_passes_the_config_and_stops_on_ctrl_c(tmp_path):
     path = tmp_path / "my.json"
     path.write_text(json.dumps({"output_pin": 4, "input_pin": None}))
     port = free_udp_port()
-    p, lines = start([tool("make"), "-s", "-C", ROOT, "sim", "PORT=%d" % port, "CONFIG=" + str(path)],
+    p, lines = start_process([tool("make"), "-s", "-C", ROOT, "sim", "PORT=%d" % port, "CONFIG=" + str(path)],
                      env=make_env())
     pins = wait_line(p, "[sim] simulated pins")
     rest = ctrl_c(p)
