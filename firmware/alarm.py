@@ -1,4 +1,4 @@
-# The alarm state: ON or OFF, and who changed it last (resources.py notes when). Listeners hear every change.
+# The alarm state: ON or OFF, and who changed it last (res_alarm.py notes when). Listeners hear every change.
 from firmware import log
 
 

@@ -1,4 +1,4 @@
-# The server over the UDP shim: what a peer sees on the wire for each request.
+# The layers over the UDP shim (endpoint, site, observe): what a peer sees on the wire for each request.
 import pytest
 
 from host import coapmsg as coap
