@@ -1,0 +1,195 @@
+# The long-lived tasks stay up (issue 10, findings 10 and 6): the input-pin task, the timers and
+# the receive task each survive a fault in their body; a datagram that cannot be received for
+# want of memory is received later.
+import ast
+import asyncio
+import os
+import socket
+
+import pytest
+
+from firmware import compat, config, hardware
+from firmware.start import build
+from host import coapmsg as coap
+from host.simpins import SimPin
+from harness import ROOT, free_udp_port, request
+
+
+def make_app(sock=None):
+    cfg = dict(config.DEFAULTS, bind="127.0.0.1", port=free_udp_port(), input_pin=None,
+               multicast=False)
+    return build(cfg, sock=sock)
+
+
+async def ask(app, mid, payload=None, timeout=2):
+    """A CON GET (or PUT) to the app over UDP; the reply, parsed."""
+    loop = asyncio.get_running_loop()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    try:
+        code = coap.GET if payload is None else coap.PUT
+        await loop.sock_sendto(client, request(code, mid=mid, payload=payload or b""),
+                               app.sock.getsockname())
+        return coap.parse(await asyncio.wait_for(loop.sock_recv(client, 2048), timeout))
+    finally:
+        client.close()
+
+
+async def stop(app, *tasks):
+    for t in tasks:
+        t.cancel()
+    if app.rx is not None:
+        app.rx.cancel()
+    await asyncio.sleep(0)
+    app.sock.close()
+
+
+# -- finding 10: every long-lived task survives an exception in its body ---------------------
+
+def test_input_task_survives_a_failing_press(monkeypatch, capsys):
+    async def no_debounce(ms):
+        await asyncio.sleep(0)
+    monkeypatch.setattr(hardware, "sleep_ms", no_debounce)
+
+    async def scenario():
+        presses = []
+        heard = asyncio.Event()
+
+        def on_active():
+            presses.append(1)
+            heard.set()
+            if len(presses) == 1:
+                raise MemoryError  # e.g. an alarm listener on a full heap
+
+        pin = SimPin(0, "in", "up")
+        inp = hardware.Input(pin, True, 50, on_active)
+        task = asyncio.create_task(inp.run())
+        try:
+            for _ in range(2):                      # press, release, press again
+                pin.drive(0)
+                await asyncio.wait_for(heard.wait(), 5)
+                heard.clear()
+                pin.drive(1)
+                for _ in range(100):                # the release re-arms the input
+                    if inp.armed:
+                        break
+                    await asyncio.sleep(0)
+            assert not task.done()
+        finally:
+            task.cancel()
+        return len(presses)
+
+    assert asyncio.run(scenario()) == 2
+    assert "E input task failed; going on" in capsys.readouterr().out
+
+
+def test_timers_task_survives_a_failing_service(capsys):
+    async def scenario():
+        app = make_app()
+        ep = app.endpoint
+        real = ep.service
+        calls = []
+        again = asyncio.Event()
+
+        def service():
+            calls.append(1)
+            if len(calls) == 1:
+                raise MemoryError
+            if len(calls) == 3:
+                again.set()
+            return real()
+        ep.service = service
+        runner = asyncio.create_task(app.run())
+        try:
+            await asyncio.wait_for(again.wait(), 5)   # the timers called it again after the fault
+            assert not runner.done()
+            r = await ask(app, 1, b"ON")               # and the server still serves
+            assert (r.code, r.payload) == (coap.CHANGED, b"ON")
+        finally:
+            await stop(app, runner)
+
+    asyncio.run(scenario())
+    assert "E timers failed; going on" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fault, line", [(MemoryError, "E MemoryError while receiving; retrying"),
+                                         (ValueError, "E receive task failed; going on")])
+def test_receive_task_survives_a_fault(monkeypatch, capsys, fault, line):
+    real = compat.readable
+    faults = []
+
+    def readable(sock):
+        # compat.readable allocates an awaitable on MicroPython: a full heap fails it there.
+        if not faults:
+            faults.append(1)
+            raise fault("injected")
+        return real(sock)
+    monkeypatch.setattr(compat, "readable", readable)
+
+    async def scenario():
+        app = make_app()
+        runner = asyncio.create_task(app.run())
+        try:
+            r = await ask(app, 7)
+            assert (r.code, r.payload) == (coap.CONTENT, b"OFF")
+            r = await ask(app, 8, b"ON")
+            assert (r.code, r.payload) == (coap.CHANGED, b"ON")
+            assert not app.rx.done()
+        finally:
+            await stop(app, runner)
+
+    asyncio.run(scenario())
+    assert faults and line in capsys.readouterr().out
+
+
+# -- finding 6: the receive path on a full heap ------------------------------------------------
+
+class ShortOfMemory(socket.socket):
+    """A UDP socket whose recvfrom fails with MemoryError while `fail` > 0, as on a full heap."""
+    fail = 0
+    calls = 0
+    failed = None   # an asyncio.Event set at each failure, if the test wants to know
+
+    def recvfrom(self, size):
+        self.calls += 1
+        if self.fail:
+            self.fail -= 1
+            if self.failed is not None:
+                self.failed.set()
+            raise MemoryError
+        return socket.socket.recvfrom(self, size)
+
+
+def test_a_datagram_that_cannot_be_received_is_received_later(capsys):
+    async def scenario():
+        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        app = make_app(sock)
+        runner = asyncio.create_task(app.run())
+        try:
+            assert (await ask(app, 1)).payload == b"OFF"
+            assert len(app.endpoint.dedup) == 1
+            sock.fail = 3
+            calls = sock.calls
+            r = await ask(app, 2, b"ON")   # waits in the socket while the heap is full
+            assert (r.code, r.payload) == (coap.CHANGED, b"ON")
+            assert sock.calls - calls == 4
+            # The duplicate cache was shed to make room: only the new exchange is in it.
+            assert len(app.endpoint.dedup) == 1
+        finally:
+            await stop(app, runner)
+
+    asyncio.run(scenario())
+    assert capsys.readouterr().out.count("E MemoryError while receiving; retrying") == 3
+
+
+def test_no_first_use_import_on_what_a_peer_can_trigger_in_app():
+    # A first-use import on a full heap fails, and a peer could trigger it at will (finding 6).
+    with open(os.path.join(ROOT, "firmware", "app.py")) as f:
+        tree = ast.parse(f.read())
+    app_cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "App")
+    methods = {n.name: n for n in app_cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for name in ("receive", "timers", "press"):
+        imports = [n.lineno for n in ast.walk(methods[name]) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert imports == [], "App.%s imports at lines %s" % (name, imports)
