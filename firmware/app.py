@@ -13,8 +13,18 @@ _IP_MULTICAST_ALL = const(49)   # Linux only
 
 def open_socket(bind, port):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(compat.sockaddr(bind, port))
+    if compat.machine is not None:
+        # The board rebinds to its new address after a change (network_up). Nowhere else: with
+        # SO_REUSEADDR a second server would bind the same port and take part of the traffic.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(compat.sockaddr(bind, port))
+    except OSError as e:
+        sock.close()
+        log.error("cannot serve on %s port %d: %s (another server?)", bind, port, e)
+        if compat.machine is None:
+            raise SystemExit(1)   # the host: one clear line, no traceback
+        raise
     sock.setblocking(False)
     return sock
 
@@ -30,6 +40,9 @@ def multicast(sock, bind, port, join):
             sock.setsockopt(_IPPROTO_IP, _IP_MULTICAST_ALL, 0)
         except OSError:
             pass
+        # Let group sockets (ours, other group members on this host) share the wildcard port.
+        # Set after the bind: a second server, binding without it, is still refused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if not join:
         return None
     group = "224.0.1.187"
@@ -83,9 +96,8 @@ class App:
             # The unicast socket is bound to our address (see start.build): follow the new one.
             try:
                 sock = open_socket(ip, self.port)
-            except OSError as e:
-                sock = None
-                log.error("cannot listen on %s: %s", ip, e)
+            except OSError:
+                sock = None   # open_socket said why; keep serving on the old address
             if sock is not None:
                 log.info("address changed: now serving coap://%s:%d/alarm", ip, self.port)
                 self.rx.cancel()

@@ -1,6 +1,7 @@
-# The long-lived tasks stay up (issue 10, findings 10 and 6): the input-pin task, the timers and
-# the receive task each survive a fault in their body; a datagram that cannot be received for
-# want of memory is received later.
+# The long-lived tasks stay up (issue 10, findings 10, 11 and 6): the input-pin task, the timers
+# and the receive task each survive a fault in their body; a datagram that cannot be received for
+# want of memory is received later; a second server on the port is refused and the first keeps
+# its observers.
 import ast
 import asyncio
 import os
@@ -8,11 +9,12 @@ import socket
 
 import pytest
 
+from firmware import app as app_mod
 from firmware import compat, config, hardware
 from firmware.start import build
 from host import coapmsg as coap
 from host.simpins import SimPin
-from harness import ROOT, free_udp_port, request
+from harness import ROOT, FirmwareProcess, free_udp_port, request
 
 
 def make_app(sock=None):
@@ -193,3 +195,47 @@ def test_no_first_use_import_on_what_a_peer_can_trigger_in_app():
     for name in ("receive", "timers", "press"):
         imports = [n.lineno for n in ast.walk(methods[name]) if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert imports == [], "App.%s imports at lines %s" % (name, imports)
+
+
+# -- finding 11: a second server on the port is refused ----------------------------------------
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "0.0.0.0"])
+def test_a_second_firmware_on_the_port_is_refused_and_the_first_keeps_its_observers(
+        firmware, tmp_path, bind):
+    first = firmware(bind=bind)
+    watcher = first.client()
+    owner = first.client()
+    second = FirmwareProcess(tmp_path, {"bind": bind, "port": first.port})
+    try:
+        r = watcher.request(coap.GET, token=b"w1", options=[(coap.OBSERVE, 0)])
+        assert r.opt(coap.OBSERVE) is not None
+        with pytest.raises(AssertionError, match="exited"):
+            second.start()
+        assert second.proc.wait(5) == 1
+        out = "".join(second.output)
+        assert "E cannot serve on %s port %d:" % (bind, first.port) in out, out
+        assert "Traceback" not in out
+        # The first server still has the port to itself, and its observer hears every change.
+        for state in (b"ON", b"OFF", b"ON"):
+            r = owner.request(coap.PUT, payload=state)
+            assert (r.code, r.payload) == (coap.CHANGED, state)
+            n = watcher._wait(lambda m: m.token == b"w1", 2, "no notification")
+            assert n.payload == state
+        assert first.alive()
+    finally:
+        second.stop()
+        watcher.close()
+        owner.close()
+
+
+def test_the_host_binds_without_so_reuseaddr():
+    # A server that binds the port after us is refused by the system, even one that asks to share.
+    sock = app_mod.open_socket("127.0.0.1", free_udp_port())
+    try:
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError):
+            other.bind(sock.getsockname())
+        other.close()
+    finally:
+        sock.close()
