@@ -1,7 +1,7 @@
 # The long-lived tasks stay up (issue 10, findings 10, 11 and 6): the input-pin task, the timers
 # and the receive task each survive a fault in their body; a datagram that cannot be received for
 # want of memory is received later; a second server on the port is refused and the first keeps
-# its observers.
+# its observers; on a board, a server that stops receiving resets itself.
 import ast
 import asyncio
 import os
@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from firmware import app as app_mod
-from firmware import compat, config, hardware
+from firmware import compat, config, hardware, watchdog
 from firmware.start import build
 from host import coapmsg as coap
 from host.simpins import SimPin
@@ -195,6 +195,115 @@ def test_no_first_use_import_on_what_a_peer_can_trigger_in_app():
     for name in ("receive", "timers", "press"):
         imports = [n.lineno for n in ast.walk(methods[name]) if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert imports == [], "App.%s imports at lines %s" % (name, imports)
+
+
+# -- finding 6: on a board, a deaf server resets itself --------------------------------------
+
+class FakeMachine:
+    def __init__(self):
+        self.resets = 0
+
+    def reset(self):
+        self.resets += 1
+
+
+class FakeWDT:
+    def feed(self):
+        pass
+
+
+def watched(app, limit=3):
+    """The watchdog task of a board, driven one check at a time by the test: tick() runs one."""
+    machine = FakeMachine()
+    ticks = asyncio.Queue()
+    checked = asyncio.Queue()
+
+    async def sleep(ms):
+        await checked.put(1)
+        await ticks.get()
+
+    task = asyncio.create_task(watchdog.feed(FakeWDT(), 1000, sleep, watchdog.Ears(app, machine, limit)))
+
+    async def tick():
+        await ticks.put(1)
+        await asyncio.wait_for(checked.get(), 5)
+    return machine, task, tick, checked
+
+
+def test_a_board_that_receives_nothing_while_datagrams_wait_resets(capsys):
+    async def scenario():
+        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        app = make_app(sock)
+        runner = asyncio.create_task(app.run())
+        machine, task, tick, checked = watched(app, limit=3)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            await asyncio.wait_for(checked.get(), 5)   # the first check (at start)
+            # Healthy and busy: a request answered between every two checks. No reset.
+            for mid in range(1, 6):
+                assert (await ask(app, mid)).payload == b"OFF"
+                await tick()
+            # Quiet: nothing waits in the socket. No reset.
+            for _ in range(5):
+                await tick()
+            assert machine.resets == 0
+            # Deaf: a full heap fails every receive while a request waits.
+            sock.fail = 10 ** 6
+            sock.failed = asyncio.Event()
+            client.sendto(request(coap.GET, mid=99), sock.getsockname())
+            await asyncio.wait_for(sock.failed.wait(), 5)   # the receive task tried it, in vain
+            for _ in range(2):
+                await tick()
+            assert machine.resets == 0         # not yet: 3 checks in a row
+            await tick()
+            assert machine.resets == 1
+        finally:
+            client.close()
+            task.cancel()
+            await stop(app, runner)
+
+    asyncio.run(scenario())
+    assert "E nothing received while datagrams wait: resetting" in capsys.readouterr().out
+
+
+def test_a_board_whose_receive_task_ended_resets(capsys):
+    async def scenario():
+        app = make_app()
+        runner = asyncio.create_task(app.run())
+        machine, task, tick, checked = watched(app)
+        try:
+            await asyncio.wait_for(checked.get(), 5)
+            await tick()
+            assert machine.resets == 0
+            app.rx.cancel()                    # as if the task had died
+            await asyncio.sleep(0)
+            await tick()
+            assert machine.resets == 1
+        finally:
+            task.cancel()
+            await stop(app, runner)
+
+    asyncio.run(scenario())
+    assert "E receive task ended: resetting" in capsys.readouterr().out
+
+
+def test_the_board_boot_starts_the_watch_with_the_watchdog():
+    from firmware import board
+
+    class Machine(FakeMachine):
+        def WDT(self, timeout):
+            return FakeWDT()
+    tasks = []
+    app = object()
+    board.watchdog(Machine(), 30, tasks, app)
+    (coro,) = tasks
+    ears = coro.cr_frame.f_locals["ears"]
+    coro.close()
+    assert ears.app is app and ears.limit == 30
+    tasks = []
+    assert board.watchdog(Machine(), 0, tasks, app) is None and tasks == []   # "watchdog_s": 0
 
 
 # -- finding 11: a second server on the port is refused ----------------------------------------
