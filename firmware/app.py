@@ -13,8 +13,18 @@ _IP_MULTICAST_ALL = const(49)   # Linux only
 
 def open_socket(bind, port):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(compat.sockaddr(bind, port))
+    if compat.machine is not None:
+        # The board rebinds to its new address after a change (network_up). Nowhere else: with
+        # SO_REUSEADDR a second server would bind the same port and take part of the traffic.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(compat.sockaddr(bind, port))
+    except OSError as e:
+        sock.close()
+        log.error("cannot serve on %s port %d: %s (another server?)", bind, port, e)
+        if compat.machine is None:
+            raise SystemExit(1)   # the host: one clear line, no traceback
+        raise
     sock.setblocking(False)
     return sock
 
@@ -30,6 +40,9 @@ def multicast(sock, bind, port, join):
             sock.setsockopt(_IPPROTO_IP, _IP_MULTICAST_ALL, 0)
         except OSError:
             pass
+        # Let group sockets (ours, other group members on this host) share the wildcard port.
+        # Set after the bind: a second server, binding without it, is still refused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if not join:
         return None
     group = "224.0.1.187"
@@ -83,9 +96,8 @@ class App:
             # The unicast socket is bound to our address (see start.build): follow the new one.
             try:
                 sock = open_socket(ip, self.port)
-            except OSError as e:
-                sock = None
-                log.error("cannot listen on %s: %s", ip, e)
+            except OSError:
+                sock = None   # open_socket said why; keep serving on the old address
             if sock is not None:
                 log.info("address changed: now serving coap://%s:%d/alarm", ip, self.port)
                 self.rx.cancel()
@@ -105,47 +117,56 @@ class App:
         size = ep.rx_size  # what the endpoint accepts, not a full 1152-byte datagram
         more = compat.pending(sock)
         while True:
-            await compat.readable(sock)
-            # Drain a bounded batch, then let other tasks run. Asking first, instead of reading
-            # until EAGAIN, saves an OSError and a receive buffer (~350 B) per batch.
-            for _ in range(16):
-                try:
-                    data, addr = sock.recvfrom(size)
-                except OSError:
-                    break
-                except MemoryError:
-                    # A fragmented heap: the datagram waits in the socket. Shed the duplicate
-                    # cache (what pins small objects) and retry shortly, rather than lose this
-                    # task and with it the server. (A constant: print allocates nothing.)
-                    print("E MemoryError while receiving; retrying")
-                    ep.dedup.clear()
-                    await compat.sleep_ms(20)
-                    break
-                try:
-                    ep.receive(data, addr, mcast)
-                except OSError:
-                    pass  # the reply could not be sent; it is cached for the retransmission
-                except Exception as e:  # a bug must cost one packet, never the loop
+            # Nothing may end this task: the server would be deaf for good. The messages are
+            # constants: print allocates nothing, and a full heap is the likely cause.
+            try:
+                await compat.readable(sock)
+                # Drain a bounded batch, then let other tasks run. Asking first, instead of
+                # reading until EAGAIN, saves an OSError and a receive buffer (~350 B) per batch.
+                for _ in range(16):
                     try:
-                        log.error("datagram dropped: %r", e)
-                    except MemoryError:  # nor does the message, when there is no room for it
-                        pass
-                if not more():
-                    break
-            if ep.pending:
-                ep.service()
+                        data, addr = sock.recvfrom(size)
+                    except OSError:
+                        break
+                    try:
+                        ep.receive(data, addr, mcast)
+                    except OSError:
+                        pass  # the reply could not be sent; it is cached for the retransmission
+                    except Exception as e:  # a bug must cost one packet, never the loop
+                        try:
+                            log.error("datagram dropped: %r", e)
+                        except MemoryError:  # nor does the message, when there is no room for it
+                            pass
+                    if not more():
+                        break
+                if ep.pending:
+                    ep.service()
+            except MemoryError:
+                # A fragmented heap (in recvfrom, most likely: the datagram waits in the
+                # socket). Shed the duplicate cache (what pins small objects), retry shortly.
+                print("E MemoryError while receiving; retrying")
+                ep.dedup.clear()
+                await compat.sleep_ms(20)
+            except Exception:
+                print("E receive task failed; going on")
+                await compat.sleep_ms(20)   # a fault that repeats must not starve the loop
 
     async def timers(self):
         period = self.health_period
         next_health = period
         while True:
-            # Also keeps Uptime clear of ticks wrap-around.
-            if self.uptime() >= next_health:
-                next_health = self.uptime() + period
-                if self.health is not None:
-                    self.health.notify()
-            # Capped so that a new retransmission deadline is never missed by much.
-            await compat.sleep_ms(min(self.endpoint.service(), 100))
+            wait = 100
+            try:
+                # Also keeps Uptime clear of ticks wrap-around.
+                if self.uptime() >= next_health:
+                    next_health = self.uptime() + period
+                    if self.health is not None:
+                        self.health.notify()
+                # Capped so that a new retransmission deadline is never missed by much.
+                wait = min(self.endpoint.service(), 100)
+            except Exception:  # this task is the server's own (run() awaits it): never end it
+                print("E timers failed; going on")
+            await compat.sleep_ms(wait)
 
     async def run(self, console=None):
         self.rx = asyncio.create_task(self.receive(self.sock))

@@ -58,10 +58,13 @@ def bring_up(cfg, machine, on, tasks):
     return (link.ip if link.wait_up(cfg["wifi_timeout_s"] * 1000, time.sleep_ms) else None), link
 
 
-def watchdog(machine, timeout_s, tasks):
-    """Start the hardware watchdog (None when off) and add the task that feeds it."""
+def watchdog(machine, timeout_s, tasks, app=None):
+    """Start the hardware watchdog (None when off) and add the task that feeds it. With the
+    app, that task also resets the board when the app has received nothing for timeout_s
+    seconds while datagrams wait (watchdog.Ears)."""
     from firmware import watchdog
     wdt = watchdog.start(machine, timeout_s)
     if wdt is not None:
-        tasks.append(watchdog.feed(wdt, 1000))
+        ears = watchdog.Ears(app, machine, timeout_s) if app is not None else None
+        tasks.append(watchdog.feed(wdt, 1000, ears=ears))
     return wdt

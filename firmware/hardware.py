@@ -37,11 +37,16 @@ class Input:
     async def run(self):
         while True:
             await self.flag.wait()
-            await sleep_ms(self.debounce_ms)
-            if self.active():
-                if self.armed:
-                    self.armed = False
-                    log.info("input pin active: raising the alarm")
-                    self.on_active()
-            else:
-                self.armed = True
+            # An exception (a listener's, a full heap's) costs this press, never the task: a
+            # dead task would leave the button deaf until the next reset.
+            try:
+                await sleep_ms(self.debounce_ms)
+                if self.active():
+                    if self.armed:
+                        self.armed = False
+                        log.info("input pin active: raising the alarm")
+                        self.on_active()
+                else:
+                    self.armed = True
+            except Exception:  # a constant: logging may need the memory that is missing
+                print("E input task failed; going on")

@@ -133,7 +133,7 @@ def main():
         app.alarm.listeners.append(store.save)
     wdt = None
     if machine is not None:
-        wdt = board.watchdog(machine, cfg["watchdog_s"], extra)
+        wdt = board.watchdog(machine, cfg["watchdog_s"], extra, app)
         firmware.unload("board")
     if machine is None:
         ip = "127.0.0.1" if cfg["bind"] == "0.0.0.0" else cfg["bind"]

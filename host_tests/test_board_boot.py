@@ -129,3 +129,22 @@ def test_a_wifi_driver_error_does_not_stop_the_alarm(board, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "Wi-Fi: cannot start (OSError('Wifi Internal Error'))" in out
     assert "serving coap://(waiting for Wi-Fi):%d/alarm" % cfg["port"] in out
+
+
+def test_the_watchdog_task_watches_the_served_app(board, monkeypatch):
+    # The task that feeds the watchdog also resets a deaf board (watchdog.Ears): it must watch
+    # the app that serves, with the configured limit.
+    from firmware import watchdog
+    seen = []
+
+    async def idle():
+        pass
+
+    def feed(wdt, every_ms, sleep=None, ears=None):
+        seen.append(ears)
+        return idle()
+    monkeypatch.setattr(watchdog, "feed", feed)
+    cfg = board(input_pin=None, watchdog_s=20)
+    (ears,) = seen
+    assert ears.limit == 20 and ears.machine is compat.machine
+    assert ears.app.port == cfg["port"] and ears.app.sock.getsockname()[1] == cfg["port"]
