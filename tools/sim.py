@@ -109,8 +109,8 @@ def resolve_bind(bind):
 
 
 def check_free(addr, port):
-    """Bind the address and port here first (without SO_REUSEADDR, which the firmware sets and
-    which would let it share a port silently): refuse what cannot or should not work."""
+    """Bind the address and port here first, to refuse with one clear line what cannot work
+    (the firmware refuses a taken port too, but only after it has started)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.bind((addr, port))
