@@ -15,7 +15,7 @@ _RX_HEADROOM = const(192)
 def load_config(path):
     # The validator is only needed at boot: drop it afterwards to give its RAM back.
     from firmware import config
-    cfg = config.load(path)
+    cfg = config.load(path, print, compat.machine is not None)  # a board: its AP password
     firmware.unload("config")
     del config
     import gc

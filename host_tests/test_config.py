@@ -67,6 +67,67 @@ def test_a_json_list_is_not_a_config():
     assert cfg == config.DEFAULTS and said == ["config: expected a JSON object, got list; using defaults"]
 
 
+# -- a damaged config.json falls back to the last good one (issue 10, finding 8) -----------
+
+def test_a_good_config_is_kept_and_only_rewritten_when_it_changed(tmp_path, monkeypatch):
+    p = tmp_path / "config.json"
+    last = tmp_path / "config.last.json"
+    p.write_text('{"port": 5700}')
+    assert config.load(str(p), print)["port"] == 5700
+    assert last.read_text() == '{"port": 5700}'
+    writes = []
+    real_save = config.save
+    monkeypatch.setattr(config, "save", lambda path, data: (writes.append(path), real_save(path, data)))
+    config.load(str(p), print)
+    assert writes == []                 # unchanged: the flash is spared
+    p.write_text('{"port": 5701}')
+    config.load(str(p), print)
+    assert writes == [str(last)] and last.read_text() == '{"port": 5701}'
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "config.last.json"]  # nothing unfinished
+
+
+@pytest.mark.parametrize("damage", [b'{"port": 5700, "ap_pass', b"", b"\xff\xfe{}", b"[1, 2]"])
+def test_a_damaged_config_falls_back_to_the_last_good_one(tmp_path, damage):
+    p = tmp_path / "config.json"
+    p.write_text('{"port": 5700, "ap_password": "my own passphrase"}')
+    config.load(str(p), print)
+    p.write_bytes(damage)
+    said = []
+    cfg = config.load(str(p), said.append)
+    assert cfg["port"] == 5700 and cfg["ap_password"] == "my own passphrase"
+    assert len(said) == 1 and said[0].endswith("; using the last good config, %s" % (tmp_path / "config.last.json"))
+    # The damaged file does not replace the good copy.
+    assert json.loads((tmp_path / "config.last.json").read_text())["port"] == 5700
+
+
+def test_a_damaged_config_without_a_good_copy_means_defaults(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text('{"port": 57')
+    said = []
+    assert config.load(str(p), said.append) == config.DEFAULTS
+    assert len(said) == 1 and "is not valid JSON" in said[0] and said[0].endswith("; using defaults")
+
+
+def test_a_full_flash_cannot_keep_the_copy_but_the_board_boots(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(config, "save", full)
+    p = tmp_path / "config.json"
+    p.write_text('{"port": 5700}')
+    said = []
+    assert config.load(str(p), said.append)["port"] == 5700
+    assert len(said) == 1 and said[0].startswith("config: cannot keep a copy of it in ")
+
+
+def test_the_ap_password_is_a_wpa2_passphrase():
+    assert check({"ap_password": "x" * 63})[0]["ap_password"] == "x" * 63
+    for bad in ("x" * 64, "short", 12345678):
+        cfg, said = check({"ap_password": bad})
+        assert cfg["ap_password"] == "" and len(said) == 1 and "8 to 63 characters" in said[0]
+
+
 @pytest.mark.parametrize("key, value", [
     ("output_pin", 20),      # no GPIO20 on an ESP32
     ("output_pin", 99),
@@ -331,3 +392,13 @@ def test_a_file_too_big_to_read_still_boots(tmp_path, monkeypatch):
     said = []
     assert config.load(str(p), said.append) == config.DEFAULTS
     assert said == ["config: %s is too big to read; using defaults" % p]
+
+
+def test_a_port_without_os_urandom_still_makes_a_password(tmp_path, monkeypatch, capsys):
+    monkeypatch.delattr(config.os, "urandom")
+    p = tmp_path / "config.json"
+    p.write_text("{}")
+    a = config.load(str(p), print, True)["ap_password"]
+    (tmp_path / "ap_password.txt").unlink()
+    b = config.load(str(p), print, True)["ap_password"]
+    assert len(a) == 19 and a != b   # random.getrandbits: a new one each time it is made
