@@ -233,6 +233,26 @@ def test_config_module_compiles_and_validates_under_micropython(tmp_path):
     assert "RESULT 5683 2 True" in out
 
 
+def test_last_good_config_and_the_board_password_under_micropython(tmp_path):
+    # The board's side of finding 8 on the MicroPython VM (os.urandom, bytes, the rename).
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"port": 5700}))
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from firmware import config\n"
+            "a = config.load(%r, print, True)['ap_password']\n"
+            "b = config.load(%r, print, True)['ap_password']\n"
+            "open(%r, 'w').write('{\"port\": 57')\n"
+            "c = config.load(%r, print, True)\n"
+            "print('RESULT', a == b, len(a), c['port'], c['ap_password'] == a)\n") % (
+        ROOT, str(p), str(p), str(p), str(p))
+    r = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True, timeout=20)
+    assert "RESULT True 19 5700 True" in r.stdout, r.stdout + r.stderr
+    assert "using the last good config, %s" % (tmp_path / "config.last.json") in r.stdout
+    password = (tmp_path / "ap_password.txt").read_text().strip()
+    assert r.stdout.count("the access point's password is %s" % password) == 3
+    assert sorted(os.listdir(tmp_path)) == ["ap_password.txt", "config.json", "config.last.json"]
+
+
 # -- the real firmware, booted under MicroPython with a bad config ----------------------------
 
 def test_firmware_with_bad_values_reports_them_and_serves(firmware):
