@@ -71,6 +71,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert plan.returncode == 0, plan.stderr
     assert "copy   boot.py (new)" in plan.stdout and "copy   config.json (new)" in plan.stdout
     assert "dry run: no file was changed" in plan.stdout
+    assert "an access point password would be written to config.json and printed" in plan.stdout
     assert os.listdir(board.fs) == ["host"]  # only the virtual board's own simulated pins
 
     r = board.deploy(*flags)
