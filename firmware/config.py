@@ -1,12 +1,13 @@
 # Every setting and every limit, with its default, in one place. config.json on the board overrides.
 import json
+import os
 
 DEFAULTS = {
     # Network
     "wifi_ssid": "",            # empty: start an access point instead (see net.py)
     "wifi_password": "",
     "wifi_timeout_s": 15,       # one connection attempt; failures retry with backoff
-    "ap_password": "",          # access point mode: empty for an open network
+    "ap_password": "",          # access point mode; empty: one made for this board (never open)
     "hostname": "coap-alarm",
     "bind": "0.0.0.0",
     "port": 5683,
@@ -55,7 +56,8 @@ SCHEMA = {
     "wifi_ssid": (str, lambda v: len(v) <= 32, "a string of at most 32 characters"),
     "wifi_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 64, "empty, or 8 to 64 characters"),
     "wifi_timeout_s": (1, 120),
-    "ap_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 64, "empty, or 8 to 64 characters"),
+    "ap_password": (str, lambda v: len(v) == 0 or 8 <= len(v) <= 63,
+                    "empty (one made for this board), or a WPA2 passphrase of 8 to 63 characters"),
     "hostname": (str, lambda v: 0 < len(v) <= 32, "a non-empty string of at most 32 characters"),
     "bind": (str, lambda v: len(v) > 0, "an IP address such as 0.0.0.0"),
     "port": (1, 65535),
@@ -148,23 +150,105 @@ def validate(raw, report=print):
     return cfg
 
 
-def load(path="config.json", report=print):
-    """Read config.json. Missing file: defaults. Broken file: reported, defaults."""
+def read(path):
+    """(the JSON object in the file, its bytes), or (None, why it cannot be used); (None, None):
+    there is no such file."""
     try:
         with open(path, "rb") as f:  # bytes: bad UTF-8 is then a JSON error, not a crash
             text = f.read()
     except OSError:
-        report("config: no %s; using defaults" % path)
-        return dict(DEFAULTS)
+        return None, None
     except MemoryError:
-        report("config: %s is too big to read; using defaults" % path)
-        return dict(DEFAULTS)
+        return None, "%s is too big to read" % path
     try:
         raw = json.loads(text)
     except ValueError as e:
-        report("config: %s is not valid JSON (%s); using defaults" % (path, e))
-        return dict(DEFAULTS)
+        return None, "%s is not valid JSON (%s)" % (path, e)
     except Exception as e:  # e.g. MemoryError on a huge or deeply nested file: still boot
-        report("config: cannot read %s (%r); using defaults" % (path, e))
-        return dict(DEFAULTS)
-    return validate(raw, report)
+        return None, "cannot read %s (%r)" % (path, e)
+    if not isinstance(raw, dict):
+        return None, "expected a JSON object in %s, got %s" % (path, type(raw).__name__)
+    return raw, text
+
+
+def save(path, data):
+    """Write a small file atomically, as persist.py writes the state: a temporary file, then a
+    rename, so a power cut leaves the old file or the new one, never half of one. Raises
+    OSError (e.g. a full flash)."""
+    tmp = path + ".unfinished"  # (a literal of 10 characters or less would stay interned: RAM)
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:  # FAT cannot rename over a file; littlefs (the ESP32 default) and POSIX can
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def load(path="config.json", report=print, board=False):
+    """Read config.json. Missing file: defaults. A damaged file (not valid JSON, not an
+    object): reported, and the last good config, config.last.json next to it, is used; without
+    one, the defaults. config.last.json is written after a good load, only when it changed.
+
+    board: this is a board, so an empty ap_password gets the password made for this board."""
+    raw, text = read(path)
+    if raw is not None:
+        cfg = validate(raw, report)  # first, as it always was: where it lands matters at 64k
+        path = path[:path.rfind("/") + 1] + "config.last.json"
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError:
+            raw = None
+        if raw != text:  # not kept yet, or changed: keep this good one
+            try:
+                save(path, text)
+            except OSError as e:
+                report("config: cannot keep a copy of it in %s (%r)" % (path, e))
+    elif text is None:
+        report("config: no %s; using defaults" % path)
+        cfg = dict(DEFAULTS)
+    else:
+        path = path[:path.rfind("/") + 1] + "config.last.json"
+        raw = read(path)[0]
+        if raw is None:
+            report("config: %s; using defaults" % text)
+            cfg = dict(DEFAULTS)
+        else:
+            report("config: %s; using the last good config, %s" % (text, path))
+            cfg = validate(raw, report)
+    if board and not cfg["wifi_ssid"] and not cfg["ap_password"]:
+        # The board's own access point is never open. Its password when none is configured:
+        # made once for this board from 80 random bits (os.urandom: the ESP32's hardware
+        # generator), kept in ap_password.txt next to config.json, printed at every boot.
+        path = path[:path.rfind("/") + 1] + "ap_password.txt"
+        try:
+            with open(path, "rb") as f:
+                text = f.read().strip()
+        except OSError:
+            text = b""
+        if not 8 <= len(text) <= 63 or any(c < 33 or c > 126 for c in text):  # none, or damaged
+            data = getattr(os, "urandom", None)
+            if data is not None:
+                data = data(16)
+            else:  # a port without os.urandom
+                import random
+                data = bytes(random.getrandbits(8) for _ in range(16))
+            # 16 of 32 letters and digits that cannot be mistaken for each other (no l, o, 0,
+            # 1), in groups of four, easy to type on a phone: abcd-efgh-jkmn-pqrs.
+            abc = b"abcdefghijkmnpqrstuvwxyz23456789"
+            text = bytearray()
+            for i in range(16):
+                if i and i % 4 == 0:
+                    text.append(45)  # "-"
+                text.append(abc[data[i] & 31])
+            text = bytes(text)
+            try:
+                save(path, text + b"\n")
+            except OSError as e:
+                report("config: cannot keep the access point password in %s (%r); a new one is "
+                       "made at the next boot" % (path, e))
+        cfg["ap_password"] = text.decode()
+        print("config: no ap_password configured: the access point's password is %s (made for "
+              "this board, kept in %s)" % (cfg["ap_password"], path))
+    return cfg

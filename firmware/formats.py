@@ -28,16 +28,20 @@ def health(res, fmt):
             rssi = res.rssi()
         except Exception:  # Wi-Fi down: report null, never fail the request
             pass
+    # The state file: "ok", "off" (persist is off), or its fault ("save failed", "damaged at
+    # boot", "missing at boot"), until a save works again.
+    store = res.store
+    store = "off" if store is None else store.error or "ok"
     if fmt == _CBOR:
         from firmware import cbor
         return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
-                               ("version", res.version), ("reset", res.reset)))
+                               ("store", store), ("version", res.version), ("reset", res.reset)))
     if res.tail is None:
         # The constant tail of the JSON form, built once.
         res.tail = ',"version":"%s","reset":%s}' % (
             res.version, "null" if res.reset is None else '"%s"' % res.reset)
-    return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s' % (
-        up, "null" if heap is None else heap, n, "null" if rssi is None else rssi) + res.tail).encode()
+    return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s,"store":"%s"' % (
+        up, "null" if heap is None else heap, n, "null" if rssi is None else rssi, store) + res.tail).encode()
 
 
 def parse_state(fmt, body):

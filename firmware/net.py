@@ -139,17 +139,16 @@ def ap_name(mac):
 
 def start_ap(network, cfg):
     """No SSID configured: be an access point a phone can join. Returns its name."""
+    # Never open: the boot (start.load_config) gives it a password made for this board when
+    # none is configured. Without one: no access point (board.bring_up logs it).
+    if not cfg["ap_password"]:
+        raise OSError("no ap_password: the access point is never open")
     ap = network.WLAN(network.AP_IF)
     ap.active(True)
     name = ap_name(ap.config("mac"))
-    if cfg["ap_password"]:
-        ap.config(essid=name, password=cfg["ap_password"],
-                  authmode=getattr(network, "AUTH_WPA2_PSK", 3))
-    else:
-        ap.config(essid=name, authmode=getattr(network, "AUTH_OPEN", 0))
+    ap.config(essid=name, password=cfg["ap_password"], authmode=getattr(network, "AUTH_WPA2_PSK", 3))
     ap.ifconfig((AP_IP, "255.255.255.0", AP_IP, AP_IP))
-    print("Wi-Fi: no wifi_ssid configured; access point %s (%s), address %s"
-          % (name, "WPA2" if cfg["ap_password"] else "open", AP_IP))
+    print("Wi-Fi: no wifi_ssid configured; access point %s (WPA2), address %s" % (name, AP_IP))
     print("coap-alarm: join %s, then observe coap://%s:%d/alarm" % (name, AP_IP, cfg["port"]))
     return name
 

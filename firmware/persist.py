@@ -14,6 +14,7 @@ class Store:
         self.path = path
         self.tmp = path + ".tmp"
         self.saved = None   # what the file holds, so an unchanged state costs no write
+        self.error = None   # what /health reports as "store": None (ok), or what went wrong
 
     def load(self):
         """The saved state (True for ON); OFF when there is none or it cannot be read."""
@@ -26,6 +27,7 @@ class Store:
             f = open(self.path)
         except OSError:
             log.info("persist: no saved state yet; alarm starts OFF")
+            self.error = "missing at boot"  # a first boot, or a lost file: until a save works
             return False
         try:
             with f:
@@ -34,6 +36,7 @@ class Store:
                 raise ValueError("on is not true or false")
         except Exception as e:  # whatever is in the file (even too much of it), the board boots
             log.error("persist: %s is corrupt (%r); alarm starts OFF", self.path, e)
+            self.error = "damaged at boot"
             return False
         self.saved = on
         log.info("persist: restored alarm %s", "ON" if on else "OFF")
@@ -53,5 +56,7 @@ class Store:
                 os.remove(self.path)
                 os.rename(self.tmp, self.path)
             self.saved = on
-        except OSError as e:
+            self.error = None
+        except OSError as e:  # e.g. ENOSPC, a full filesystem: the 2.04 stands, /health says so
             log.error("persist: cannot save the state to %s: %r", self.path, e)
+            self.error = "save failed"

@@ -37,12 +37,13 @@ class HealthResource:
     observable = True
     link = b'</health>;rt="health";ct="50 60";obs'
 
-    def __init__(self, uptime, version, observers, reset=None, rssi=None):
+    def __init__(self, uptime, version, observers, reset=None, rssi=None, store=None):
         self.uptime = uptime
         self.version = version
         self.observers = observers  # anything with len(): the observe layer
         self.reset = reset        # the last reset's cause ("wdt", ...), or None (host)
         self.rssi = rssi          # fn() -> dBm, or None (host)
+        self.store = store        # the state file (persist.Store), or None: persist is off
         self.notify = None        # bound by the site
         self.tail = None          # the constant end of the JSON form, built on first use
 
@@ -56,4 +57,5 @@ class HealthResource:
 
 def make(parts):
     """Boot (start.py): the resource, from the parts it needs."""
-    return HealthResource(parts["uptime"], parts["version"], parts["observe"], parts["reset"], parts["rssi"])
+    return HealthResource(parts["uptime"], parts["version"], parts["observe"], parts["reset"], parts["rssi"],
+                          parts["store"])

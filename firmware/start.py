@@ -15,7 +15,7 @@ _RX_HEADROOM = const(192)
 def load_config(path):
     # The validator is only needed at boot: drop it afterwards to give its RAM back.
     from firmware import config
-    cfg = config.load(path)
+    cfg = config.load(path, print, compat.machine is not None)  # a board: its AP password
     firmware.unload("config")
     del config
     import gc
@@ -35,7 +35,7 @@ def stack(sock, cfg, clock, rand):
     return ep, Site(ep, observe, cfg["max_payload"]), observe
 
 
-def build(cfg, machine=None, sock=None, ip=None, on=False):
+def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
     """Build every part from the config and return the App that runs them.
 
     The CoAP layers come first: their tables are the largest allocations, and they find room
@@ -64,7 +64,7 @@ def build(cfg, machine=None, sock=None, ip=None, on=False):
     uptime = Uptime(compat.ticks_ms)
     # What the resources are made from: make(parts) in each resource module.
     parts = {"cfg": cfg, "alarm": alarm, "uptime": uptime, "observe": observe, "version": VERSION,
-             "reset": None, "rssi": None}
+             "reset": None, "rssi": None, "store": store}
     if machine is not None:
         from firmware import board
         parts["reset"], parts["rssi"] = board.health(machine)
@@ -126,7 +126,7 @@ def main():
     extra = []
     if machine is not None:
         ip, link = board.bring_up(cfg, machine, on, extra)
-    app = build(cfg, machine, ip=ip, on=on)
+    app = build(cfg, machine, ip=ip, on=on, store=store)
     if link is not None:
         link.on_up = app.network_up  # e.g. re-register at the directory
     if store is not None:

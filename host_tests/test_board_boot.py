@@ -11,6 +11,7 @@ from firmware import app, compat, start
 from harness import free_udp_port
 
 EVENTS = []
+AP_CONFIG = {}   # what the firmware set on the access point
 
 
 class Pin:
@@ -67,12 +68,15 @@ class WLAN:
         return ("10.0.0.7", "255.255.255.0", "10.0.0.1", "10.0.0.1")
 
     def config(self, *a, **kw):
+        if kw:
+            AP_CONFIG.update(kw)
         return b"\x00\x00\x00\x00\xab\xcd"
 
 
 @pytest.fixture
 def board(tmp_path, monkeypatch):
     EVENTS.clear()
+    AP_CONFIG.clear()
     network = types.SimpleNamespace(STA_IF=0, AP_IF=1, WLAN=WLAN,
                                     hostname=lambda n: EVENTS.append("hostname " + n))
     monkeypatch.setitem(sys.modules, "network", network)
@@ -87,12 +91,14 @@ def board(tmp_path, monkeypatch):
         coro.close()  # the loop itself is tested elsewhere; here: what main() set up
     monkeypatch.setattr(app.asyncio, "run", fake_run)
 
-    def boot(**cfg):
+    def boot(text=None, **cfg):
+        # text: config.json as it is on the board (e.g. damaged); else made from cfg.
         cfg.setdefault("bind", "127.0.0.1")
         cfg.setdefault("port", free_udp_port())
         path = tmp_path / "config.json"
-        path.write_text(json.dumps(cfg))
+        path.write_text(json.dumps(cfg) if text is None else text)
         monkeypatch.setenv("COAP_ALARM_CONFIG", str(path))
+        ran.clear()
         start.main()()  # as main.py does: bring up, then serve
         assert len(ran) == 1
         return cfg
@@ -115,7 +121,7 @@ def test_station_boot_order(board, tmp_path, capsys):
 def test_access_point_boot_and_no_watchdog_when_off(board, capsys):
     cfg = board(input_pin=None, watchdog_s=0)
     out = capsys.readouterr().out
-    assert "access point coap-alarm-ABCD (open), address 192.168.4.1" in out
+    assert "access point coap-alarm-ABCD (WPA2), address 192.168.4.1" in out
     assert "serving coap://192.168.4.1:%d/alarm" % cfg["port"] in out
     assert EVENTS.index("GPIO2=0") < EVENTS.index("AP active")
     assert not any(e.startswith("WDT") for e in EVENTS)
@@ -148,3 +154,47 @@ def test_the_watchdog_task_watches_the_served_app(board, monkeypatch):
     (ears,) = seen
     assert ears.limit == 20 and ears.machine is compat.machine
     assert ears.app.port == cfg["port"] and ears.app.sock.getsockname()[1] == cfg["port"]
+
+
+# -- the access point is never open (issue 10, finding 8) ---------------------------------
+
+def test_without_any_password_the_access_point_gets_one_made_for_this_board(board, tmp_path, capsys):
+    import re
+    board(input_pin=None)
+    out = capsys.readouterr().out
+    password = AP_CONFIG["password"]
+    assert AP_CONFIG["authmode"] == 3 and re.fullmatch(r"[a-z2-9]{4}(-[a-z2-9]{4}){3}", password)
+    # The owner reads it on the console, and it is kept on the board, written atomically.
+    assert "the access point's password is %s (made for this board, kept in" % password in out
+    assert (tmp_path / "ap_password.txt").read_text() == password + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ap_password.txt", "config.json", "config.last.json"]
+    # The same password after a reboot: a phone that joined once joins again.
+    board(input_pin=None)
+    assert AP_CONFIG["password"] == password
+    assert "the access point's password is %s" % password in capsys.readouterr().out
+    # A damaged file: a new password, said on the console.
+    (tmp_path / "ap_password.txt").write_bytes(b"\xff\x00short")
+    board(input_pin=None)
+    assert AP_CONFIG["password"] != password
+    assert "the access point's password is %s" % AP_CONFIG["password"] in capsys.readouterr().out
+
+
+def test_a_configured_ap_password_is_used_and_not_printed(board, tmp_path, capsys):
+    board(input_pin=None, ap_password="my own passphrase")
+    out = capsys.readouterr().out
+    assert AP_CONFIG["password"] == "my own passphrase" and AP_CONFIG["authmode"] == 3
+    assert "my own passphrase" not in out
+    assert not (tmp_path / "ap_password.txt").exists()
+
+
+def test_a_damaged_config_falls_back_to_the_last_good_one_not_to_an_open_network(board, tmp_path, capsys):
+    # A good config (its own AP password) is kept; then config.json is cut short, as by a
+    # power cut during a copy: the board boots on the last good one, and says so.
+    board(input_pin=None, ap_password="my own passphrase", output_pin=4)
+    capsys.readouterr()
+    board(text='{"ap_password": "my own pass')
+    out = capsys.readouterr().out
+    assert "config: %s is not valid JSON" % (tmp_path / "config.json") in out
+    assert "using the last good config, %s" % (tmp_path / "config.last.json") in out
+    assert AP_CONFIG["password"] == "my own passphrase"
+    assert "GPIO4=0" in EVENTS            # the last good config's pins, not the defaults

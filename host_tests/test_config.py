@@ -67,6 +67,67 @@ def test_a_json_list_is_not_a_config():
     assert cfg == config.DEFAULTS and said == ["config: expected a JSON object, got list; using defaults"]
 
 
+# -- a damaged config.json falls back to the last good one (issue 10, finding 8) -----------
+
+def test_a_good_config_is_kept_and_only_rewritten_when_it_changed(tmp_path, monkeypatch):
+    p = tmp_path / "config.json"
+    last = tmp_path / "config.last.json"
+    p.write_text('{"port": 5700}')
+    assert config.load(str(p), print)["port"] == 5700
+    assert last.read_text() == '{"port": 5700}'
+    writes = []
+    real_save = config.save
+    monkeypatch.setattr(config, "save", lambda path, data: (writes.append(path), real_save(path, data)))
+    config.load(str(p), print)
+    assert writes == []                 # unchanged: the flash is spared
+    p.write_text('{"port": 5701}')
+    config.load(str(p), print)
+    assert writes == [str(last)] and last.read_text() == '{"port": 5701}'
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "config.last.json"]  # nothing unfinished
+
+
+@pytest.mark.parametrize("damage", [b'{"port": 5700, "ap_pass', b"", b"\xff\xfe{}", b"[1, 2]"])
+def test_a_damaged_config_falls_back_to_the_last_good_one(tmp_path, damage):
+    p = tmp_path / "config.json"
+    p.write_text('{"port": 5700, "ap_password": "my own passphrase"}')
+    config.load(str(p), print)
+    p.write_bytes(damage)
+    said = []
+    cfg = config.load(str(p), said.append)
+    assert cfg["port"] == 5700 and cfg["ap_password"] == "my own passphrase"
+    assert len(said) == 1 and said[0].endswith("; using the last good config, %s" % (tmp_path / "config.last.json"))
+    # The damaged file does not replace the good copy.
+    assert json.loads((tmp_path / "config.last.json").read_text())["port"] == 5700
+
+
+def test_a_damaged_config_without_a_good_copy_means_defaults(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text('{"port": 57')
+    said = []
+    assert config.load(str(p), said.append) == config.DEFAULTS
+    assert len(said) == 1 and "is not valid JSON" in said[0] and said[0].endswith("; using defaults")
+
+
+def test_a_full_flash_cannot_keep_the_copy_but_the_board_boots(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(config, "save", full)
+    p = tmp_path / "config.json"
+    p.write_text('{"port": 5700}')
+    said = []
+    assert config.load(str(p), said.append)["port"] == 5700
+    assert len(said) == 1 and said[0].startswith("config: cannot keep a copy of it in ")
+
+
+def test_the_ap_password_is_a_wpa2_passphrase():
+    assert check({"ap_password": "x" * 63})[0]["ap_password"] == "x" * 63
+    for bad in ("x" * 64, "short", 12345678):
+        cfg, said = check({"ap_password": bad})
+        assert cfg["ap_password"] == "" and len(said) == 1 and "8 to 63 characters" in said[0]
+
+
 @pytest.mark.parametrize("key, value", [
     ("output_pin", 20),      # no GPIO20 on an ESP32
     ("output_pin", 99),
@@ -170,6 +231,26 @@ def test_config_module_compiles_and_validates_under_micropython(tmp_path):
     assert 'config: port = "x" is not an integer from 1 to 65535; using default 5683' in out
     assert "config: output_pin = 20 is not an ESP32 GPIO" in out
     assert "RESULT 5683 2 True" in out
+
+
+def test_last_good_config_and_the_board_password_under_micropython(tmp_path):
+    # The board's side of finding 8 on the MicroPython VM (os.urandom, bytes, the rename).
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"port": 5700}))
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from firmware import config\n"
+            "a = config.load(%r, print, True)['ap_password']\n"
+            "b = config.load(%r, print, True)['ap_password']\n"
+            "open(%r, 'w').write('{\"port\": 57')\n"
+            "c = config.load(%r, print, True)\n"
+            "print('RESULT', a == b, len(a), c['port'], c['ap_password'] == a)\n") % (
+        ROOT, str(p), str(p), str(p), str(p))
+    r = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True, timeout=20)
+    assert "RESULT True 19 5700 True" in r.stdout, r.stdout + r.stderr
+    assert "using the last good config, %s" % (tmp_path / "config.last.json") in r.stdout
+    password = (tmp_path / "ap_password.txt").read_text().strip()
+    assert r.stdout.count("the access point's password is %s" % password) == 3
+    assert sorted(os.listdir(tmp_path)) == ["ap_password.txt", "config.json", "config.last.json"]
 
 
 # -- the real firmware, booted under MicroPython with a bad config ----------------------------
@@ -331,3 +412,13 @@ def test_a_file_too_big_to_read_still_boots(tmp_path, monkeypatch):
     said = []
     assert config.load(str(p), said.append) == config.DEFAULTS
     assert said == ["config: %s is too big to read; using defaults" % p]
+
+
+def test_a_port_without_os_urandom_still_makes_a_password(tmp_path, monkeypatch, capsys):
+    monkeypatch.delattr(config.os, "urandom")
+    p = tmp_path / "config.json"
+    p.write_text("{}")
+    a = config.load(str(p), print, True)["ap_password"]
+    (tmp_path / "ap_password.txt").unlink()
+    b = config.load(str(p), print, True)["ap_password"]
+    assert len(a) == 19 and a != b   # random.getrandbits: a new one each time it is made

@@ -71,6 +71,7 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert plan.returncode == 0, plan.stderr
     assert "copy   boot.py (new)" in plan.stdout and "copy   config.json (new)" in plan.stdout
     assert "dry run: no file was changed" in plan.stdout
+    assert "an access point password would be written to config.json and printed" in plan.stdout
     assert os.listdir(board.fs) == ["host"]  # only the virtual board's own simulated pins
 
     r = board.deploy(*flags)
@@ -79,7 +80,11 @@ def test_deploy_run_reboot_redeploy_mpy_and_the_state_survives(vboard, running, 
     assert "no machine.reset(): restart it by hand" in r.stdout  # the unix port cannot reset
     assert board_tree(board.fs) == firmware_files()
     with open(os.path.join(board.fs, "config.json")) as f:
-        assert json.load(f) == {"port": port, "bind": "127.0.0.1", "persist": True}
+        written = json.load(f)
+    # No wifi_ssid: the board will run its access point, never open. Its password is printed.
+    password = written.pop("ap_password")
+    assert written == {"port": port, "bind": "127.0.0.1", "persist": True}
+    assert "the board's access point password: %s (made now, written to config.json" % password in r.stdout
 
     again = board.deploy(*flags)
     assert again.returncode == 0 and "the board is up to date" in again.stdout
@@ -411,6 +416,44 @@ def test_mpremote_missing():
     board.mpremote = None
     with pytest.raises(deploy.DeployError, match="the `mpremote` command is missing"):
         deploy.deploy(deploy.parse_args(["--device", "x"]), board)
+
+
+@pytest.mark.parametrize("argv, board_config, kept, said", [
+    # A new config.json without Wi-Fi: the board's kept password if it has one, else a new one.
+    (["--persist"], None, "abcd-efgh-jkmn-pqrs\n",
+     "access point password: abcd-efgh-jkmn-pqrs (the one the board had, written to config.json"),
+    (["--persist"], None, None, "(made now, written to config.json as ap_password)"),
+    (["--persist"], None, "short\n", "(made now, written to config.json as ap_password)"),
+    # The board keeps its config.json: what it made, or that it will make one.
+    ([], '{"persist": true}', "abcd-efgh-jkmn-pqrs\n",
+     "access point password: abcd-efgh-jkmn-pqrs (made by the board, kept in its ap_password.txt)"),
+    ([], None, None, "the board makes a password for its access point at its next boot and prints it"),
+    # Wi-Fi, or a password of the user's: nothing to say (theirs is never printed).
+    (["--ssid", "home", "--password", "secret123"], None, "abcd-efgh-jkmn-pqrs\n", None),
+    (["--ap-password", "my own passphrase"], None, None, None),
+    ([], '{"ap_password": "my own passphrase"}', None, None),
+])
+def test_deploy_prints_the_access_point_password(capsys, argv, board_config, kept, said):
+    copied = []
+
+    class Board(FakeBoard):
+        def run(self, cmd, **kw):
+            if ":config.json" in cmd:  # what the copy puts on the board
+                with open(cmd[cmd.index(":config.json") - 1]) as f:
+                    copied.append(json.load(f))
+            return FakeBoard.run(self, cmd, **kw)
+
+    board = Board(info(config=board_config, ap=kept))
+    assert deploy.deploy(deploy.parse_args(["--device", "x"] + argv), board) == 0
+    out = capsys.readouterr().out
+    if said is None:
+        assert "access point password" not in out and "my own passphrase" not in out
+    else:
+        assert said in out
+    if copied and "--ssid" not in argv:
+        # The config.json on the board holds the password printed (or the user's own).
+        assert copied[0]["ap_password"] in out or copied[0]["ap_password"] == "my own passphrase"
+    assert bool(copied) == bool(argv)
 
 
 def test_main_prints_errors_with_exit_code_1(capsys):

@@ -226,23 +226,26 @@ def cfg(**kw):
     return c
 
 
-def test_without_ssid_an_open_access_point_at_the_documented_address(capsys):
+def test_without_ssid_a_wpa2_access_point_at_the_documented_address(capsys):
     nw = FakeNetwork()
-    assert net.start(cfg(), nw) is None
+    assert net.start(cfg(ap_password="abcd-efgh-jkmn-pqrs"), nw) is None
     ap = nw.ifs[nw.AP_IF]
-    assert ap.on and ap.cfg["essid"] == "coap-alarm-1A2B" and ap.cfg["authmode"] == nw.AUTH_OPEN
+    assert ap.on and ap.cfg["essid"] == "coap-alarm-1A2B" and ap.cfg["authmode"] == nw.AUTH_WPA2_PSK
+    assert ap.cfg["password"] == "abcd-efgh-jkmn-pqrs"
     assert ap.ip[0] == "192.168.4.1"
     assert nw.host == "coap-alarm"
     out = capsys.readouterr().out
-    assert "access point coap-alarm-1A2B (open), address 192.168.4.1" in out
+    assert "access point coap-alarm-1A2B (WPA2), address 192.168.4.1" in out
     assert "observe coap://192.168.4.1:5683/alarm" in out
+    assert "abcd-efgh-jkmn-pqrs" not in out   # a configured password is never printed
 
 
-def test_access_point_with_a_password_uses_wpa2():
+def test_the_access_point_is_never_open():
+    # Without a password (the boot always gives it one): no access point at all.
     nw = FakeNetwork()
-    net.start(cfg(ap_password="letmein99"), nw)
-    ap = nw.ifs[nw.AP_IF]
-    assert ap.cfg["password"] == "letmein99" and ap.cfg["authmode"] == nw.AUTH_WPA2_PSK
+    with pytest.raises(OSError, match="never open"):
+        net.start(cfg(), nw)
+    assert not nw.ifs[nw.AP_IF].on
 
 
 def test_with_ssid_a_station_link_that_knows_the_ports_failure_codes():

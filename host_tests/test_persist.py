@@ -1,4 +1,5 @@
 # The alarm state survives a reboot: written on change only, atomically, restored at boot.
+import json
 import os
 
 from host import coapmsg as coap
@@ -127,3 +128,98 @@ def test_unreadable_bytes_fall_back_to_off(tmp_path, capsys):
     (tmp_path / "alarm_state.json").write_bytes(b"\xff\xfe\x00garbage")
     assert store(tmp_path).load() is False
     assert "is corrupt" in capsys.readouterr().out
+
+
+# -- faults are reported on /health, not only on the console (issue 10, finding 9) ----------
+
+def test_store_reports_what_went_wrong_until_a_save_works(tmp_path, monkeypatch):
+    import builtins
+    import errno
+    s = store(tmp_path)
+    assert s.load() is False and s.error == "missing at boot"
+    s.save(True)
+    assert s.error is None
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, *a):
+            self.f = real_open(*a)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", Full)
+    s.save(False)
+    assert s.error == "save failed"
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert store(tmp_path).load() is True  # the file still holds the older state
+    s.save(False)
+    assert s.error is None and store(tmp_path).load() is False
+    (tmp_path / "alarm_state.json").write_text('{"on": tr')
+    d = store(tmp_path)
+    d.load()
+    assert d.error == "damaged at boot"
+
+
+def test_put_on_a_full_filesystem_is_answered_and_health_says_the_save_failed(tmp_path, monkeypatch):
+    # The state file holds OFF, then the flash fills up: PUT ON is applied and answered 2.04,
+    # but it cannot be written. /health tells whoever watches the board, not only the console.
+    import builtins
+    import errno
+    from harness import PEER, full_server, request
+    server, alarm, sock, clock, health = full_server()
+    s = store(tmp_path)
+    s.save(False)
+    s = store(tmp_path)
+    assert s.load() is False
+    health.store = s                   # wired as start.main() does with "persist": true
+    alarm.listeners.append(s.save)
+    real_open = builtins.open
+
+    def full(path, mode="r", *a, **kw):
+        if "w" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **kw)
+
+    def ask(*args, **kw):
+        server.datagram(request(*args, **kw), PEER)
+        (r, _), = sock.take()
+        return r
+
+    assert json.loads(ask(coap.GET, "health", mid=1).payload)["store"] == "ok"
+    monkeypatch.setattr(builtins, "open", full)
+    r = ask(coap.PUT, payload=b"ON", mid=2)
+    assert r.code == coap.CHANGED and r.payload == b"ON"
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert json.loads(ask(coap.GET, "health", mid=3).payload)["store"] == "save failed"
+    assert store(tmp_path).load() is False   # what a restart would find
+
+
+def health(c, mid_token=b"\x07"):
+    r = c.request(coap.GET, "health", token=mid_token)
+    assert r.code == coap.CONTENT
+    return json.loads(r.payload)
+
+
+def test_health_reports_a_damaged_state_file_found_at_boot(firmware, tmp_path):
+    (tmp_path / "alarm_state.json").write_text('{"on": tr')
+    fw = firmware(persist=True)
+    c = fw.client()
+    assert health(c)["store"] == "damaged at boot"
+    assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+    fw.wait_for("output GPIO2 = 1")
+    assert health(c, b"\x08")["store"] == "ok"   # a save worked: the file is good again
+    c.close()
+
+
+def test_health_store_is_off_without_persist(firmware):
+    fw = firmware()
+    c = fw.client()
+    assert health(c)["store"] == "off"
+    c.close()

