@@ -182,9 +182,9 @@ class Endpoint:
             if mtype == _CON:
                 self.reset(msg.mid, addr)  # CoAP ping
             elif mtype == _ACK:
-                self._acked(addr, msg.mid)
+                self._answered(addr, msg.mid, False)
             elif mtype == _RST:
-                self._rejected(addr, msg.mid)
+                self._answered(addr, msg.mid, True)
             return
         if code >> 5:
             if msg.tkl:
@@ -199,7 +199,7 @@ class Endpoint:
                         return
             # A response, or a reserved code class: we sent no request it could answer.
             if mtype == _ACK:
-                self._acked(addr, msg.mid)
+                self._answered(addr, msg.mid, False)
             elif mtype == _CON:
                 self.reset(msg.mid, addr)
         # else: a request in an ACK or RST, which cannot carry one: ignored
@@ -221,27 +221,22 @@ class Endpoint:
             self.send(w.view(), addr)
         return True
 
-    def _acked(self, addr, mid):
+    def _answered(self, addr, mid, rst):
+        # An ACK, or an RST (rst): it settles a CON of ours still waiting for its ACK. Any other
+        # RST goes to cancel(), which gives it a time limit (an old message ID is easy to know).
         box = self.outbox
         j = box.match(addr, mid)
-        if j >= 0:
-            owner = box.owners[j]
-            tag = box.tags[j]
-            box.free(j)
-            owner.acked(tag)
-
-    def _rejected(self, addr, mid):
-        # An RST cancels a CON of ours still waiting for its ACK; any other RST goes to
-        # cancel(), which gives it a time limit (an old message ID is easy to know).
-        box = self.outbox
-        j = box.match(addr, mid)
-        if j >= 0:
-            owner = box.owners[j]
-            tag = box.tags[j]
-            box.free(j)
+        if j < 0:
+            if rst and self.cancel is not None:
+                self.cancel(addr, mid, self.clock())
+            return
+        owner = box.owners[j]
+        tag = box.tags[j]
+        box.free(j)
+        if rst:
             owner.failed(tag, "reset by client")
-        elif self.cancel is not None:
-            self.cancel(addr, mid, self.clock())
+        else:
+            owner.acked(tag)
 
     # -- timed work ------------------------------------------------------------------------
 
