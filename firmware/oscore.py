@@ -25,6 +25,7 @@
 #   opt, ct = ctx.protect_response(encode_plaintext(rcode, inner, body), req); send code
 #   outer_code(False, observe), the outer options plus (9, opt), payload ct. Keep req for the
 #   notifications of an observation: each later one gets its own Partial IV.
+from firmware.coap import uint_decode
 from firmware.compat import const
 from firmware.oscore_crypto import aes_ecb, ccm_decrypt, ccm_encrypt, hkdf_expand, hkdf_extract
 
@@ -145,10 +146,8 @@ def piv_bytes(n):
 
 
 def piv_int(piv):
-    n = 0
-    for b in piv:
-        n = (n << 8) | b
-    return n
+    """A Partial IV as a number (an unsigned integer, as a CoAP option value is)."""
+    return uint_decode(piv)
 
 
 class SenderSequence:
