@@ -461,7 +461,7 @@ def test_same_checks_under_micropython(tmp_path, checks, least):
 
 FIGURES = r"""
 import gc, time
-from firmware import compat, cbor  # loaded by the firmware anyway
+from firmware import compat, coap  # loaded at boot by the firmware anyway
 gc.collect()
 base = gc.mem_alloc()
 from firmware import oscore
