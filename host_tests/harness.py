@@ -69,6 +69,24 @@ def tool(name):
     raise RuntimeError(missing_tool(name))
 
 
+def _has_cryptography():
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def needs_cryptography(test):
+    """Skip a test that needs the `cryptography` package under CPython: it is CPython's AES block
+    for OSCORE (host/compat_cpython.py) and the AES-CCM reference. The MicroPython VM's own
+    checks need nothing of it."""
+    import pytest
+    return pytest.mark.skipif(not _has_cryptography(), reason="the `cryptography` package is missing "
+                              "(pip install -r requirements-dev.txt): CPython takes the AES block "
+                              "for OSCORE from it, and it is the AES-CCM reference")(test)
+
+
 def free_udp_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))

@@ -17,11 +17,7 @@ try:
     from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 except ImportError:
     AESCCM = None
-# CPython takes the AES block from `cryptography` too (host/compat_cpython.py): without it only
-# the MicroPython VM's own checks against fixed vectors run.
-needs_cryptography = pytest.mark.skipif(
-    AESCCM is None, reason="the `cryptography` package is missing (pip install -r requirements-dev.txt): "
-    "it is CPython's AES block and the AES-CCM reference")
+from harness import needs_cryptography  # noqa: E402
 
 H = bytes.fromhex
 

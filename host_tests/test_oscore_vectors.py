@@ -13,15 +13,7 @@ from harness import ROOT, tool
 
 from firmware import oscore
 
-try:
-    import cryptography  # noqa: F401
-except ImportError:
-    cryptography = None
-# CPython takes the AES block from `cryptography` (host/compat_cpython.py): without it only the
-# checks that need no cipher here, and everything under the MicroPython VM, run.
-needs_cryptography = pytest.mark.skipif(
-    cryptography is None, reason="the `cryptography` package is missing (pip install -r "
-    "requirements-dev.txt): CPython takes the AES block for OSCORE from it")
+from harness import needs_cryptography
 
 
 # -- shared checks: MicroPython-compatible, no pytest, each returns [(name, got, want)] -------
