@@ -15,6 +15,14 @@ from host import coapmsg as coap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The simulators the tests start keep their boards' files (tools/sim.py: one folder per port)
+# in a folder of this run, removed at its end, never in the checkout's .sim/.
+if not os.environ.get("COAP_ALARM_SIM_DIR"):
+    import atexit
+    import tempfile
+    os.environ["COAP_ALARM_SIM_DIR"] = tempfile.mkdtemp(prefix="coap-alarm-simdir-")
+    atexit.register(shutil.rmtree, os.environ["COAP_ALARM_SIM_DIR"], True)
+
 
 _VENV = "`make venv` (it pip-installs requirements-dev.txt into .venv)"
 _LIBCOAP = "Debian/Ubuntu: `sudo apt install libcoap3-bin` (.ci/run installs it)"
@@ -447,3 +455,122 @@ def ctrl_c(p):
     rest = p.stdout.read()
     p.wait(10)
     return rest
+
+
+# -- OSCORE clients (tools/keys.py) and an aiocoap OSCORE server to try them on ----------------
+
+TOOLS = os.path.join(ROOT, "tools")
+ALARMCTL = os.path.join(TOOLS, "alarmctl.py")
+
+
+def provision_client(config_path, name, device, keys_dir):
+    """Give a client its own key as `make keys NAME=name DEVICE=device` does, into the board
+    config at config_path (made if missing) and keys_dir/name/. Returns tools/keys.add's answer:
+    {'credentials': path for --credentials, 'context': the aiocoap context dir, 'entry': the
+    board's "oscore" entry, 'config': config_path}."""
+    if TOOLS not in sys.path:
+        sys.path.insert(0, TOOLS)
+    import keys
+    return keys.add(name, device, str(config_path), str(keys_dir))
+
+
+def board_side_context(entry, folder):
+    """The board's half of a config "oscore" entry as an aiocoap context directory (for an
+    aiocoap server that stands in for the board). Returns the folder."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, "settings.json"), "w") as f:
+        json.dump({"sender-id_hex": entry["sender_id"], "recipient-id_hex": entry["recipient_id"],
+                   "secret_hex": entry["secret"], "salt_hex": entry.get("salt", "")}, f)
+    return str(folder)
+
+
+def run_alarmctl(*args, timeout=30):
+    """tools/alarmctl.py as a user runs it: (exit code, stdout, stderr)."""
+    r = subprocess.run([sys.executable, ALARMCTL] + [str(a) for a in args], capture_output=True,
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout, r.stderr
+
+
+class OscoreAlarmServer:
+    """An aiocoap server with the alarm's surface (observable /alarm, GET and PUT ON/OFF, text)
+    behind aiocoap's own OSCORE site wrapper, holding the board's side of the given contexts;
+    unprotected PUTs get 4.01, as the firmware's "unprotected": "read" answers. Runs on a loop
+    of its own in a thread, on 127.0.0.1:port. `requests` logs (method, protected) per request."""
+
+    def __init__(self, context_dirs, port=None):
+        import asyncio
+        self.port = port or free_udp_port()
+        self.requests = []
+        self.state = False
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.error = None
+        self.context_dirs = list(context_dirs)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if not self.ready.wait(15) or self.error:
+            raise AssertionError("the aiocoap OSCORE server did not start: %r" % (self.error,))
+
+    def _run(self):
+        import asyncio
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._start())
+        except Exception as e:  # noqa: BLE001  reported by __init__
+            self.error = e
+            self.ready.set()
+            return
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _start(self):
+        import aiocoap
+        import aiocoap.resource as resource
+        from aiocoap.credentials import CredentialsMap
+        from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
+        from aiocoap.transports.oscore import OSCOREAddress
+        server = self
+
+        class Alarm(resource.ObservableResource):
+            def body(self):
+                return b"ON" if server.state else b"OFF"
+
+            async def render_get(self, request):
+                server.requests.append(("GET", isinstance(request.remote, OSCOREAddress)))
+                return aiocoap.Message(payload=self.body(), content_format=0)
+
+            async def render_put(self, request):
+                protected = isinstance(request.remote, OSCOREAddress)
+                server.requests.append(("PUT", protected))
+                if not protected:
+                    return aiocoap.Message(code=aiocoap.UNAUTHORIZED, payload=b"OSCORE required")
+                word = request.payload.strip().upper()
+                if word not in (b"ON", b"OFF"):
+                    return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=b"ON or OFF")
+                if (word == b"ON") != server.state:
+                    server.state = word == b"ON"
+                    self.updated_state()
+                return aiocoap.Message(code=aiocoap.CHANGED, payload=self.body(), content_format=0)
+
+        site = resource.Site()
+        site.add_resource([".well-known", "core"],
+                          resource.WKCResource(site.get_resources_as_linkheader))
+        site.add_resource(["alarm"], Alarm())
+        self.credentials = CredentialsMap()
+        self.credentials.load_from_dict({":board%d" % i: {"oscore": {"basedir": d}}
+                                         for i, d in enumerate(self.context_dirs)})
+        self.ctx = await aiocoap.Context.create_server_context(
+            OscoreSiteWrapper(site, self.credentials), bind=("127.0.0.1", self.port),
+            server_credentials=self.credentials)
+
+    def stop(self):
+        import asyncio
+        if self.error:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.ctx.shutdown(), self.loop)
+        try:
+            fut.result(10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.credentials.clear()   # the contexts unlock their directories when freed

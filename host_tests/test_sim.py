@@ -80,7 +80,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_temporary_folder(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     p, lines = start_sim("--port", str(free_udp_port()), "--heap", "128k", env=env)
     assert "sim: stop with Ctrl-C\n" in lines
-    assert any(n.startswith("coap-alarm-sim-") for n in os.listdir(tmp_path))  # the board's files
+    assert any(n.startswith("coap-alarm-sim-") for n in os.listdir(tmp_path))  # the .mpy build
     rest = ctrl_c(p)
     assert p.returncode == 0, rest
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest

@@ -132,6 +132,30 @@ def check_free(addr, port):
         s.close()
 
 
+def state_dir(port):
+    """Where the simulated board keeps its files (config.json, the alarm state, the OSCORE
+    sequence numbers...): like a board's flash, they outlive a restart. One folder per port, under
+    .sim/ in this checkout, or under $COAP_ALARM_SIM_DIR (the tests' own place)."""
+    root = os.environ.get("COAP_ALARM_SIM_DIR") or os.path.join(ROOT, ".sim")
+    return os.path.join(root, str(port))
+
+
+def prepare_state(path, fresh):
+    """The board's folder, emptied first with fresh. Returns what to say about it."""
+    if fresh and os.path.isdir(path):
+        shutil.rmtree(path)
+    existed = os.path.isdir(path) and bool(os.listdir(path))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise SimError("cannot make the board's folder %s: %s" % (path, e.strerror or e))
+    shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    if existed:
+        return ("sim: the board's files (alarm state, OSCORE sequence numbers) are kept in %s/ "
+                "from the last run on this port; make sim FRESH=1 starts clean" % shown)
+    return "sim: the board's files are kept in %s/ across restarts (make sim FRESH=1 starts clean)" % shown
+
+
 def read_config(path):
     try:
         with open(path) as f:
@@ -151,6 +175,9 @@ def parse_args(argv):
                     help="address to bind (default 127.0.0.1; 0.0.0.0 lets a phone on your Wi-Fi in)")
     ap.add_argument("--heap", help="MicroPython heap size, e.g. 64k, to mimic a board")
     ap.add_argument("--config", help="a config.json to start from (port and bind still apply)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start with an empty board: forget the files kept for this port (alarm "
+                         "state, OSCORE sequence numbers)")
     ap.add_argument("--cpython", action="store_true",
                     help="run the firmware under CPython (what happens where there is no VM)")
     args = ap.parse_args(argv)
@@ -249,8 +276,9 @@ def main(argv=None):
         cfg["port"] = args.port
         cfg["bind"] = bind
         micropython = None if args.cpython else find_micropython()
-        workdir = tempfile.mkdtemp(prefix="coap-alarm-sim-")
-        path = os.path.join(workdir, "config.json")
+        board = state_dir(args.port)
+        said = prepare_state(board, args.fresh)
+        path = os.path.join(board, "config.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
         env = dict(os.environ, COAP_ALARM_CONFIG=path)
@@ -268,6 +296,7 @@ def main(argv=None):
             if heap:
                 # A board-sized heap: precompile like a deploy does, since compiling source needs RAM.
                 cmd += ["-X", "heapsize=%d" % heap]
+                workdir = tempfile.mkdtemp(prefix="coap-alarm-sim-")
                 libpath = precompile(os.path.join(workdir, "lib"), os.path.dirname(micropython))
             env["MICROPYPATH"] = libpath + os.pathsep + ".frozen"
         cmd.append(os.path.join(libpath, "main.py"))
@@ -280,10 +309,11 @@ def main(argv=None):
                 print("sim: from a phone on your network:  coap://%s:%d/alarm" % (a, args.port))
             if not lan:
                 print("sim: this computer has no network address besides 127.0.0.1 (not connected?)")
+        print(said)
         print("sim: stop with Ctrl-C")
         sys.stdout.flush()
         # The firmware's working directory: where a board keeps its files (state, config).
-        code, relay = run(cmd, workdir, env)
+        code, relay = run(cmd, board, env)
         if relay.out_of_memory:
             raise SimError("the firmware ran out of memory while starting in a %s heap: the "
                            "default configuration serves in %dk or more, larger limits need more "
