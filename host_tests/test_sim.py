@@ -193,7 +193,8 @@ def test_make_help_lists_the_targets_and_their_options():
     for target in phony:
         assert re.search(r"^make %s " % target, r.stdout, re.M), "make help misses %s" % target
     for option in ("PORT=", "BIND=", "HEAP=", "CONFIG=", "DEVICE=", "SSID=", "PASSWORD=", "MPY=1",
-                   "DRY_RUN=1", "DEPLOY_ARGS=", "PYTEST_ARGS=", "BENCH_ARGS="):
+                   "DRY_RUN=1", "DEPLOY_ARGS=", "PYTEST_ARGS=", "BENCH_ARGS=", "FRESH=1", "NAME=",
+                   "REVOKE=1", "KEYS_DIR="):
         assert option in r.stdout, option
 
 
@@ -211,3 +212,48 @@ def test_a_partial_console_line_never_stalls_the_server(firmware, interpreter):
     fw.console("state")
     fw.wait_for("[sim] alarm ON")
     c.close()
+
+
+def test_the_board_files_outlive_a_restart_on_the_same_port_and_fresh_wipes_them(tmp_path):
+    # Like a board's flash: the alarm state written with persist on comes back after a restart
+    # of the sim on the same port; `make sim FRESH=1` starts from an empty board.
+    path = tmp_path / "my.json"
+    path.write_text(json.dumps({"persist": True}))
+    port = free_udp_port()
+    board = os.path.join(os.environ["COAP_ALARM_SIM_DIR"], str(port))
+
+    def start(*extra, make=False):
+        if make:
+            return start_process([tool("make"), "-s", "-C", ROOT, "sim", "PORT=%d" % port,
+                                  "CONFIG=" + str(path)] + list(extra), env=make_env())
+        return start_sim("--port", str(port), "--config", str(path), *extra)
+
+    p, lines = start()
+    try:
+        assert "sim: the board's files are kept in %s/ across restarts (make sim FRESH=1 starts clean)\n" \
+            % board in lines, lines
+        c = Client(port)
+        assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+        c.close()
+    finally:
+        ctrl_c(p)
+    assert "alarm_state.json" in os.listdir(board) and "config.json" in os.listdir(board)
+    p, lines = start()
+    try:
+        assert any("are kept in %s/ from the last run on this port" % board in l for l in lines), lines
+        c = Client(port)
+        assert c.request(coap.GET).payload == b"ON"
+        c.close()
+    finally:
+        ctrl_c(p)
+    with open(os.path.join(board, "leftover.json"), "w") as f:   # e.g. oscore_seq.json
+        f.write("{}")
+    p, lines = start("FRESH=1", make=True)
+    try:
+        assert any("across restarts (make sim FRESH=1 starts clean)" in l for l in lines), lines
+        assert "leftover.json" not in os.listdir(board)
+        c = Client(port)
+        assert c.request(coap.GET).payload == b"OFF"
+        c.close()
+    finally:
+        ctrl_c(p)
