@@ -555,13 +555,24 @@ class OscoreAlarmServer:
         site = resource.Site()
         site.add_resource([".well-known", "core"],
                           resource.WKCResource(site.get_resources_as_linkheader))
-        site.add_resource(["alarm"], Alarm())
+        self.alarm = Alarm()
+        site.add_resource(["alarm"], self.alarm)
         self.credentials = CredentialsMap()
         self.credentials.load_from_dict({":board%d" % i: {"oscore": {"basedir": d}}
                                          for i, d in enumerate(self.context_dirs)})
         self.ctx = await aiocoap.Context.create_server_context(
             OscoreSiteWrapper(site, self.credentials), bind=("127.0.0.1", self.port),
             server_credentials=self.credentials)
+
+    def change(self, on):
+        """A change at the board itself (its button), from any thread: observers hear of it."""
+        import asyncio
+
+        async def set_():
+            if on != self.state:
+                self.state = on
+                self.alarm.updated_state()
+        asyncio.run_coroutine_threadsafe(set_(), self.loop).result(10)
 
     def stop(self):
         import asyncio
