@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import (ALARMCTL, ROOT, OscoreAlarmServer, board_side_context, free_udp_port,
-                     provision_client, run_alarmctl, tool)
+                     needs_oscore_firmware, provision_client, provision_clients, run_alarmctl, tool)
 
 KEYS = os.path.join(ROOT, "tools", "keys.py")
 
@@ -278,3 +278,80 @@ def test_aiocoap_client_uses_the_generated_credentials(oscore_board):
                         "--payload", "ON", uri], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert server.state is True and server.requests == [("PUT", True)]
+
+
+# -- the same keys against the firmware itself (skipped until it has OSCORE, issue 9) ---------
+
+def test_keys_for_the_firmware_leave_plain_reading_open(firmware, tmp_path):
+    # Any firmware takes the config the keys tool makes; reading without a key stays open
+    # ("read", the default; or no OSCORE at all).
+    port, config, creds = provision_clients(tmp_path, ("laptop", "phone"))
+    assert [c["name"] for c in config["oscore"]] == ["laptop", "phone"]
+    fw = firmware(**config)
+    assert fw.port == port
+    assert run_alarmctl("get", "127.0.0.1:%d" % port) == (0, "OFF\n", "")
+
+
+@needs_oscore_firmware
+def test_firmware_protected_get_put_and_a_refused_plain_put(firmware, tmp_path):
+    port, config, creds = provision_clients(tmp_path, ("laptop",))
+    fw = firmware(**config)
+    uri = "coap://127.0.0.1:%d/alarm" % port
+    assert run_alarmctl("--credentials", creds["laptop"], "put", uri, "ON") == (0, "ON\n", "")
+    assert run_alarmctl("--credentials", creds["laptop"], "get", uri) == (0, "ON\n", "")
+    rc, out, err = run_alarmctl("put", uri, "OFF")
+    assert rc == 1 and "4.01 Unauthorized" in err and "use --credentials" in err, err
+    assert run_alarmctl("get", uri) == (0, "ON\n", "")    # untouched, and readable ("read")
+    assert fw.alive()
+
+
+@needs_oscore_firmware
+def test_firmware_two_clients_one_observes_every_change_the_other_makes(firmware, tmp_path):
+    port, config, creds = provision_clients(tmp_path, ("laptop", "phone"))
+    firmware(**config)
+    uri = "coap://127.0.0.1:%d/alarm" % port
+    obs = subprocess.Popen([sys.executable, ALARMCTL, "--credentials", creds["laptop"], "observe",
+                            uri, "--count", "4", "--timeout", "60"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert obs.stdout.readline() == "OFF\n"
+        for word in ("ON", "OFF", "ON"):
+            assert run_alarmctl("--credentials", creds["phone"], "put", uri, word)[0] == 0
+            assert obs.stdout.readline() == word + "\n"
+        assert obs.wait(15) == 0, obs.stderr.read()
+    finally:
+        obs.kill()
+        obs.wait()
+
+
+@needs_oscore_firmware
+def test_firmware_refuses_a_key_it_does_not_have(firmware, tmp_path):
+    port, config, creds = provision_clients(tmp_path / "a", ("laptop",))
+    _, _, stranger = provision_clients(tmp_path / "b", ("laptop",), port=port)
+    firmware(**config)
+    rc, out, err = run_alarmctl("--credentials", stranger["laptop"], "put", "127.0.0.1:%d" % port, "ON")
+    assert rc == 1 and "the board answered without protection" in err, err
+    assert run_alarmctl("get", "127.0.0.1:%d" % port) == (0, "OFF\n", "")
+
+
+@needs_oscore_firmware
+def test_firmware_after_a_restart_the_same_key_works_again(firmware, tmp_path):
+    # The board forgets its replay window at a reboot; aiocoap answers its Echo by itself.
+    port, config, creds = provision_clients(tmp_path, ("laptop",))
+    fw = firmware(**config)
+    uri = "coap://127.0.0.1:%d/alarm" % port
+    assert run_alarmctl("--credentials", creds["laptop"], "put", uri, "ON")[0] == 0
+    fw.stop()
+    firmware(**config)
+    assert run_alarmctl("--credentials", creds["laptop"], "put", uri, "OFF") == (0, "OFF\n", "")
+
+
+@needs_oscore_firmware
+def test_firmware_aiocoap_client_with_the_generated_credentials(firmware, tmp_path):
+    port, config, creds = provision_clients(tmp_path, ("laptop",))
+    firmware(**config)
+    r = subprocess.run([tool("aiocoap-client"), "--credentials", creds["laptop"], "-m", "PUT",
+                        "--payload", "ON", "coap://127.0.0.1:%d/alarm" % port],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert run_alarmctl("get", "127.0.0.1:%d" % port) == (0, "ON\n", "")

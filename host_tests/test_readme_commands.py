@@ -226,13 +226,6 @@ def test_the_fleet_commands_in_the_docs_find_the_alarm(firmware, doc):
         rd.wait(5)
 
 
-def oscore_firmware():
-    """Whether this checkout's firmware takes OSCORE keys (issue 9): a config with an "oscore"
-    key then passes its checks."""
-    from firmware import config
-    return "oscore" in config.SCHEMA
-
-
 def deploy_commands():
     """The deploys the README and the flash guide show (continued lines joined)."""
     found = []
@@ -262,7 +255,8 @@ def test_every_deploy_in_the_docs_runs_against_a_virtual_board(tmp_path, doc, co
         return
     if "CONFIG=config.json" in argv:
         # The config `make keys` wrote, as the Security section says: made here the same way.
-        if not oscore_firmware():
+        from harness import firmware_has_oscore
+        if not firmware_has_oscore():
             pytest.skip("needs the OSCORE firmware (issue 9): this firmware refuses the \"oscore\" key")
         from harness import provision_client
         cfg = tmp_path / "config.json"

