@@ -10,6 +10,7 @@ import pytest
 
 from host import coapmsg as coap
 from harness import ROOT, Client, free_udp_port, tool, SIM, start_process, start_sim, ctrl_c
+from harness import needs_oscore_firmware, provision_clients, run_alarmctl
 
 
 
@@ -257,3 +258,25 @@ def test_the_board_files_outlive_a_restart_on_the_same_port_and_fresh_wipes_them
         c.close()
     finally:
         ctrl_c(p)
+
+
+@needs_oscore_firmware
+def test_the_sims_oscore_sequence_file_outlives_a_restart(tmp_path):
+    # make keys, make sim CONFIG=...: a protected PUT; after a restart on the same port the
+    # board's sequence-number file is still there (and moved on), and the same key works again.
+    port, config, creds = provision_clients(tmp_path, ("laptop",))
+    path = tmp_path / "config.json"
+    board = os.path.join(os.environ["COAP_ALARM_SIM_DIR"], str(port))
+    uri = "coap://127.0.0.1:%d/alarm" % port
+    seen = []
+    for word in ("ON", "OFF"):
+        p, lines = start_sim("--port", str(port), "--config", str(path))
+        try:
+            assert "sim: OSCORE keys in the config for: laptop (their credentials: " \
+                   "keys/NAME/credentials.json)\n" in lines, lines
+            assert run_alarmctl("--credentials", creds["laptop"], "put", uri, word) == (0, word + "\n", "")
+        finally:
+            ctrl_c(p)
+        with open(os.path.join(board, "oscore_seq.json")) as f:
+            seen.append(f.read())
+    assert seen[0] != seen[1], seen
