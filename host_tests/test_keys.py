@@ -131,9 +131,10 @@ def test_the_tool_never_prints_a_secret(tmp_path):
     (["add", "laptop", "--device", "/dev/ttyUSB0"], "DEVICE=/dev/ttyUSB0 is not a network address"),
     (["add", "lap top", "--device", "1.2.3.4"], "a name is 1 to 32 letters, digits"),
     (["add", "", "--device", "1.2.3.4"], "a client needs a name"),
+    (["add", "laptop", "--device", "1.2.3.4", "--config", "/nonexistent/c.json"], "there is no folder /nonexistent"),
 ])
 def test_mistakes_get_one_clear_line(tmp_path, args, message):
-    rc, out, err = run_keys(*args, "--config", tmp_path / "c.json", "--keys", tmp_path / "k")
+    rc, out, err = run_keys(args[0], "--config", tmp_path / "c.json", "--keys", tmp_path / "k", *args[1:])
     assert rc == 1 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "c.json").exists() and not (tmp_path / "k").exists()
 

@@ -178,6 +178,9 @@ def add(name, device, config_path=CONFIG, keys_dir=KEYS):
         raise KeysError("the credentials need the board's address: make keys NAME=%s "
                         "DEVICE=192.168.1.57 (DEVICE=127.0.0.1 for make sim)" % name)
     target(device)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(config_path))):
+        raise KeysError("there is no folder %s for the config %s"
+                        % (shown(os.path.dirname(os.path.abspath(config_path))), shown(config_path)))
     cfg = read_config(config_path)
     contexts = cfg.get("oscore", [])
     folder = os.path.join(keys_dir, name)
@@ -304,6 +307,9 @@ def main(argv=None):
         return 0
     except KeysError as e:
         print("keys: error: %s" % e, file=sys.stderr)
+        return 1
+    except OSError as e:
+        print("keys: error: %s: %s" % (e.filename or "", e.strerror or e), file=sys.stderr)
         return 1
 
 
