@@ -229,11 +229,28 @@ def request(code, path="alarm", mtype=coap.CON, mid=1, token=b"\x01", payload=b"
 
 # -- a blocking client over real UDP ------------------------------------------------------
 
+def loopback(k):
+    """A loopback address of its own, 127.0.x.y (k from 1 to 65535), for a client that should look
+    like a host of its own to the firmware (it caps observers per address). Linux routes all of
+    127/8 to lo; elsewhere (macOS) only 127.0.0.1 exists unless aliased: the test is skipped, saying
+    so."""
+    addr = "127.0.%d.%d" % (k >> 8, k & 0xFF)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((addr, 0))
+    except OSError as e:
+        import pytest
+        pytest.skip("needs loopback address %s (%s); on macOS: sudo ifconfig lo0 alias %s" % (addr, e, addr))
+    finally:
+        s.close()
+    return addr
+
+
 class Client:
-    def __init__(self, port, host="127.0.0.1"):
+    def __init__(self, port, host="127.0.0.1", source="127.0.0.1"):
         self.addr = (host, port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((source, 0))
         self.mid = int.from_bytes(os.urandom(2), "big")
 
     def next_mid(self):
@@ -374,8 +391,9 @@ class FirmwareProcess:
             out[key] = tuple(int(v) for v in val.split("/")) if "/" in val else int(val)
         return out
 
-    def client(self):
-        return Client(self.port)
+    def client(self, source="127.0.0.1"):
+        """A client on its own port; `source`: its address (loopback(k) for a host of its own)."""
+        return Client(self.port, source=source)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
