@@ -23,11 +23,14 @@ _AUTH = const(4)
 
 
 class Observe:
+    key = None    # the request's OSCORE context, while the protection layer has it answered
+
     def __init__(self, endpoint, capacity, con_every, timeout, limits):
         self.endpoint = endpoint
         self.capacity = capacity
-        self.limits = limits                  # most slots one endpoint, one host may hold
-        self.key = None                       # the request's OSCORE context, while it is answered
+        # Most slots one endpoint, one host may hold: per endpoint | per host << 8 (an int, not a
+        # tuple: at 63k a few bytes decide whether the simulator boots).
+        self.limits = limits
         self.con_every = con_every            # at least every con_every-th notification is CON
         # A notification is sent at least every `timeout` ms (whole seconds: the keep-alive), so
         # observers' copies stay fresh; they keep them 30 s longer. (service() derives the
@@ -61,7 +64,7 @@ class Observe:
         Observe value for the registration's response, or -1 when it gets no slot (answer
         without Observe, RFC 7641 4.1).
 
-        An endpoint holds at most limits[0] slots, a host limits[1]. Past a limit, or when the
+        An endpoint holds at most limits & 0xFF slots, a host limits >> 8. Past a limit, or when the
         table is full, the newcomer takes the slot of an entry it may displace: an unverified
         one (an authenticated newcomer: any unauthenticated one), of its own endpoint, else of
         its own host, else of anyone; the least valuable, the oldest first. Past a limit, only
@@ -81,7 +84,7 @@ class Observe:
             v[i] = (v[i] | mark) & ~_DIRTY
         else:
             n = m = 0            # slots held by this endpoint, by this host
-            k = near = -1        # the entry to displace, and how near it is to the newcomer
+            k = best = -1        # the entry to displace, and its rank
             for j in range(self.capacity):
                 a = self.addrs[j]
                 if a is None:
@@ -94,18 +97,17 @@ class Observe:
                 n += c >> 1
                 m += (c + 1) >> 1
                 f = v[j] >> 1    # its standing: 1 verified, 2 authenticated, 3 both
+                r = c * 2 + 1 - f    # its rank: the nearest first, then the unverified
                 # An unverified entry of the newcomer's own host whose CON is in flight stays: a
                 # forger could otherwise restart its exchange at will, a stream of first CONs.
                 if f < (mark >> 1 or 1) and not (c and self.endpoint.outbox.find(self, j) >= 0) and (
-                        c > near or c == near and (
-                        f < v[k] >> 1 or f == v[k] >> 1 and ticks_diff(self.times[j], self.times[k]) < 0)):
+                        r > best or r == best and ticks_diff(self.times[j], self.times[k]) < 0):
                     k = j
-                    near = c
-            c = 2 if n >= self.limits[0] else 1 if m >= self.limits[1] else 0 if i < 0 else -1
+                    best = r
+            c = 2 if n >= self.limits & 0xFF else 1 if m >= self.limits >> 8 else 0 if i < 0 else -1
             if c >= 0:
-                if near < c:
-                    log.info("no observer slot for %s", addr_str(addr))
-                    return -1
+                if best >> 1 < c:
+                    return -1    # (the client sees it: no Observe option; no log line: RAM)
                 i = k
                 self._drop(i, "displaced by a newcomer")
             log.info("observer %s on /%s (%d/%d)", addr_str(addr), resource.path.decode(),
@@ -135,17 +137,13 @@ class Observe:
         self.addrs[i] = None
         self.tokens[i] = b""
         self.resources[i] = None
-        self.flags[i] = 0
 
     def changed(self, resource):
         """The resource's state changed: its observers are owed a notification (service())."""
-        n = 0
         for i in range(self.capacity):
             if self.resources[i] is resource:
                 self.flags[i] |= _DIRTY
-                n = 1
-        if n:
-            self.endpoint.pending = True
+                self.endpoint.pending = True
 
     # -- the outbox owner's interface ------------------------------------------------------
 
@@ -154,9 +152,8 @@ class Observe:
         if self.flags[i] & _DIRTY:
             self.endpoint.pending = True  # the state moved on while the CON was in flight
 
-    def failed(self, i, reason):
-        # No ACK after every retransmission, or an RST: the client is gone or has forgotten.
-        self._drop(i, reason)
+    # No ACK after every retransmission, or an RST: the client is gone or has forgotten.
+    failed = _drop
 
     def reset(self, addr, mid, now):
         """An RST that answers no CON of ours: it may reject our last NON notification (RFC 7641

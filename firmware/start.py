@@ -32,7 +32,7 @@ def stack(sock, cfg, clock, rand):
     ep = Endpoint(sock, clock, rand, DedupCache(cfg["dedup_entries"]), Outbox(cfg["max_observers"] + 1, rand),
                   min(cfg["max_datagram"], cfg["max_payload"] + _RX_HEADROOM), cfg["multicast_leisure_ms"])
     observe = Observe(ep, cfg["max_observers"], cfg["notify_con_every"], cfg["keepalive_s"] * 1000,
-                      (cfg["observers_per_endpoint"], cfg["observers_per_address"]))
+                      cfg["observers_per_endpoint"] | cfg["observers_per_address"] << 8)
     return ep, Site(ep, observe, cfg["max_payload"]), observe
 
 

@@ -271,6 +271,13 @@ class Client:
         self.send(request(code, path, mtype, mid, token, payload, options))
         return self._wait(lambda m: m.token == token or m.mid == mid, timeout, "no response to %s" % path)
 
+    def ack(self, msg):
+        """ACK msg if it is confirmable, as a CoAP client does (a notification: the firmware
+        holds the next one back until the first, always a CON, is acknowledged)."""
+        if msg.mtype == coap.CON:
+            self.send(bytes((0x60, 0, msg.mid >> 8, msg.mid & 0xFF)))
+        return msg
+
     def request_reply(self, mid, timeout=2.0):
         """Wait for the message answering `mid`; raise socket.timeout."""
         return self._wait(lambda m: m.mid == mid, timeout, "no reply to mid %d" % mid)
