@@ -64,10 +64,10 @@ class Observe:
         Observe value for the registration's response, or -1 when it gets no slot (answer
         without Observe, RFC 7641 4.1).
 
-        An endpoint holds at most limits & 0xFF slots, a host limits >> 8. Past a limit, or when the
-        table is full, the newcomer takes the slot of an entry it may displace: an unverified
-        one (an authenticated newcomer: any unauthenticated one), of its own endpoint, else of
-        its own host, else of anyone; the least valuable, the oldest first. Past a limit, only
+        An endpoint holds at most limits & 0xFF slots, a host limits >> 8. Past a limit, or
+        when the table is full, the newcomer takes the slot of an entry it may displace: an
+        unverified one (an authenticated newcomer: any unauthenticated one), of its own
+        endpoint, else of its own host, else of anyone; the least valuable, the oldest first. Past a limit, only
         its own endpoint's (host's) entries may go, and not one whose CON is in flight. An
         authenticated entry is never displaced."""
         token = req.token
