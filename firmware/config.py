@@ -20,6 +20,8 @@ DEFAULTS = {
     "input_debounce_ms": 50,
     # Limits (memory is fixed by these; nothing else grows)
     "max_observers": 8,         # observer table slots
+    "observers_per_endpoint": 2,  # slots one endpoint (address and port) may hold
+    "observers_per_address": 4,   # slots one IP address (any ports) may hold
     "dedup_entries": 16,        # duplicate-detection cache (responses kept per endpoint+MID)
     "max_payload": 64,          # largest request body accepted (bytes); bigger gets 4.13
     "max_datagram": 1152,       # receive buffer (RFC 7252 4.6)
@@ -70,6 +72,8 @@ SCHEMA = {
     "input_active_low": (bool, None, "true or false"),
     "input_debounce_ms": (0, 10000),
     "max_observers": (1, 64),
+    "observers_per_endpoint": (1, 64),
+    "observers_per_address": (1, 64),
     "dedup_entries": (1, 256),
     "max_payload": (16, 1024),
     "max_datagram": (64, 1500),

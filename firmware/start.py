@@ -31,7 +31,8 @@ def stack(sock, cfg, clock, rand):
     from firmware.site import Site
     ep = Endpoint(sock, clock, rand, DedupCache(cfg["dedup_entries"]), Outbox(cfg["max_observers"] + 1, rand),
                   min(cfg["max_datagram"], cfg["max_payload"] + _RX_HEADROOM), cfg["multicast_leisure_ms"])
-    observe = Observe(ep, cfg["max_observers"], cfg["notify_con_every"], cfg["keepalive_s"] * 1000)
+    observe = Observe(ep, cfg["max_observers"], cfg["notify_con_every"], cfg["keepalive_s"] * 1000,
+                      cfg["observers_per_endpoint"] | cfg["observers_per_address"] << 8)
     return ep, Site(ep, observe, cfg["max_payload"]), observe
 
 

@@ -237,11 +237,28 @@ def request(code, path="alarm", mtype=coap.CON, mid=1, token=b"\x01", payload=b"
 
 # -- a blocking client over real UDP ------------------------------------------------------
 
+def loopback(k):
+    """A loopback address of its own, 127.0.x.y (k from 1 to 65535), for a client that should look
+    like a host of its own to the firmware (it caps observers per address). Linux routes all of
+    127/8 to lo; elsewhere (macOS) only 127.0.0.1 exists unless aliased: the test is skipped, saying
+    so."""
+    addr = "127.0.%d.%d" % (k >> 8, k & 0xFF)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((addr, 0))
+    except OSError as e:
+        import pytest
+        pytest.skip("needs loopback address %s (%s); on macOS: sudo ifconfig lo0 alias %s" % (addr, e, addr))
+    finally:
+        s.close()
+    return addr
+
+
 class Client:
-    def __init__(self, port, host="127.0.0.1"):
+    def __init__(self, port, host="127.0.0.1", source="127.0.0.1"):
         self.addr = (host, port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((source, 0))
         self.mid = int.from_bytes(os.urandom(2), "big")
 
     def next_mid(self):
@@ -261,6 +278,13 @@ class Client:
         mid = self.next_mid() if mid is None else mid
         self.send(request(code, path, mtype, mid, token, payload, options))
         return self._wait(lambda m: m.token == token or m.mid == mid, timeout, "no response to %s" % path)
+
+    def ack(self, msg):
+        """ACK msg if it is confirmable, as a CoAP client does (a notification: the firmware
+        holds the next one back until the first, always a CON, is acknowledged)."""
+        if msg.mtype == coap.CON:
+            self.send(bytes((0x60, 0, msg.mid >> 8, msg.mid & 0xFF)))
+        return msg
 
     def request_reply(self, mid, timeout=2.0):
         """Wait for the message answering `mid`; raise socket.timeout."""
@@ -382,8 +406,9 @@ class FirmwareProcess:
             out[key] = tuple(int(v) for v in val.split("/")) if "/" in val else int(val)
         return out
 
-    def client(self):
-        return Client(self.port)
+    def client(self, source="127.0.0.1"):
+        """A client on its own port; `source`: its address (loopback(k) for a host of its own)."""
+        return Client(self.port, source=source)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -1,5 +1,7 @@
 # Many endpoints observing at once: the table never grows past its capacity, the extra clients
-# get plain responses, and a freed slot goes to the next client.
+# get plain responses, and a freed slot goes to the next client. (Observers here ACK their first
+# notification, a CON: so they have proved their address, and no newcomer may displace them;
+# test_hostile_observe.py has the newcomers that do.)
 from host import coapmsg as coap
 from harness import make_server, request
 
@@ -11,15 +13,26 @@ def _observe(server, sock, k, value=0, mid=None):
     return msg
 
 
+def _verify(server, alarm, sock):
+    """A change: every observer's first notification is a CON, and each ACKs it."""
+    alarm.set(not alarm.on, "test")
+    server.service()
+    for m, a in sock.take():
+        assert m.mtype == coap.CON
+        server.datagram(coap.encode(coap.Message(coap.ACK, coap.EMPTY, m.mid)), a)
+
+
 def test_table_never_exceeds_capacity_and_extras_get_plain_responses():
     server, alarm, sock, clock = make_server(max_observers=8)
-    replies = [_observe(server, sock, k) for k in range(1, 21)]
+    replies = [_observe(server, sock, k) for k in range(1, 9)]
+    _verify(server, alarm, sock)
+    replies += [_observe(server, sock, k) for k in range(9, 21)]
     assert len(server.observers) == 8
     for k, msg in enumerate(replies, 1):
-        assert msg.code == coap.CONTENT and msg.payload == b"OFF"
+        assert msg.code == coap.CONTENT and msg.payload == (b"OFF" if k <= 8 else b"ON")
         assert (msg.opt(coap.OBSERVE) is not None) == (k <= 8), k
     # A change notifies the eight, and only them.
-    alarm.set(True, "test")
+    alarm.set(False, "test")
     server.service()
     notified = {a for m, a in sock.take()}
     assert notified == {("10.0.2.%d" % k, 5683) for k in range(1, 9)}
@@ -29,6 +42,7 @@ def test_freed_slot_is_reused():
     server, alarm, sock, clock = make_server(max_observers=8)
     for k in range(1, 9):
         _observe(server, sock, k)
+    _verify(server, alarm, sock)
     assert _observe(server, sock, 9).opt(coap.OBSERVE) is None  # full
     # Client 3 deregisters (GET with Observe: 1, RFC 7641 3.6).
     assert _observe(server, sock, 3, value=1, mid=500).opt(coap.OBSERVE) is None
@@ -36,7 +50,7 @@ def test_freed_slot_is_reused():
     assert _observe(server, sock, 9, mid=501).opt(coap.OBSERVE) is not None
     assert len(server.observers) == 8
     # And an RST to a notification frees a slot too.
-    alarm.set(True, "test")
+    alarm.set(False, "test")
     server.service()
     note = [(m, a) for m, a in sock.take() if a == ("10.0.2.5", 5683)][0][0]
     server.datagram(coap.encode(coap.Message(coap.RST, coap.EMPTY, note.mid)), ("10.0.2.5", 5683))

@@ -19,6 +19,20 @@ def change(server, alarm, on, source="put"):
     server.service()
 
 
+def ack(server, msg, addr=A):
+    server.datagram(bytes([0x60, 0, msg.mid >> 8, msg.mid & 0xFF]), addr)
+
+
+def verified(server, sock, alarm, addr=A, token=b"ob"):
+    """Register, and ACK the first notification (a CON: it proves the address). The alarm ends ON."""
+    r = register(server, sock, addr, token)
+    change(server, alarm, True)
+    (n, to), = sock.take()
+    assert n.mtype == coap.CON and to == addr
+    ack(server, n, addr)
+    return r
+
+
 def seq(msg):
     return msg.opt_uint(coap.OBSERVE)
 
@@ -50,6 +64,8 @@ def test_notifications_follow_put_and_pin_with_token_format_and_rising_sequence(
     out = sock.take()
     assert [(m.code, to) for m, to in out] == [(coap.CHANGED, B), (coap.CONTENT, A)]
     n1 = out[1][0]
+    assert n1.mtype == coap.CON   # the first one to a new observer: its ACK proves the address
+    ack(server, n1)
     # the board's input pin
     change(server, alarm, False, "pin")
     (n2, to), = sock.take()
@@ -89,13 +105,13 @@ def test_deregister_with_observe_1():
 
 def test_rst_to_a_non_notification_deregisters():
     server, alarm, sock, clock = make_server()
-    register(server, sock)
-    change(server, alarm, True)
+    verified(server, sock, alarm)
+    change(server, alarm, False)
     (n, _), = sock.take()
     assert n.mtype == coap.NON
     server.datagram(bytes([0x70, 0, n.mid >> 8, n.mid & 0xFF]), A)  # RST
     assert len(server.observers) == 0
-    change(server, alarm, False)
+    change(server, alarm, True)
     assert sock.take() == []
 
 
@@ -109,16 +125,17 @@ def test_rst_from_another_endpoint_does_not_deregister():
 
 
 def test_every_fifth_notification_is_confirmable():
+    # The first is confirmable too: an observer gets NONs only once it has ACKed a CON of ours.
     server, alarm, sock, clock = make_server()
     register(server, sock)
     types = []
-    for i in range(10):
+    for i in range(11):
         change(server, alarm, i % 2 == 0)
         (n, _), = sock.take()
         types.append(n.mtype)
         if n.mtype == coap.CON:
-            server.datagram(bytes([0x60, 0, n.mid >> 8, n.mid & 0xFF]), A)  # ACK
-    assert types == [coap.NON] * 4 + [coap.CON] + [coap.NON] * 4 + [coap.CON]
+            ack(server, n)
+    assert types == [coap.CON] + ([coap.NON] * 4 + [coap.CON]) * 2
 
 
 def test_keepalive_con_without_a_change():
@@ -195,13 +212,17 @@ def test_ack_after_state_moved_on_sends_the_new_state():
 
 
 def test_full_table_answers_plain_get_without_observe():
+    # Full of observers that have proved their address: a newcomer cannot displace them.
     server, alarm, sock, clock = make_server(max_observers=2)
     register(server, sock, ("10.0.0.1", 1))
-    register(server, sock, ("10.0.0.1", 2))
-    r = register(server, sock, ("10.0.0.1", 3))
-    assert r.code == coap.CONTENT and r.payload == b"OFF" and r.opt(coap.OBSERVE) is None
-    assert len(server.observers) == 2
+    register(server, sock, ("10.0.0.2", 2))
     change(server, alarm, True)
+    for n, to in sock.take():
+        ack(server, n, to)
+    r = register(server, sock, ("10.0.0.3", 3))
+    assert r.code == coap.CONTENT and r.payload == b"ON" and r.opt(coap.OBSERVE) is None
+    assert len(server.observers) == 2
+    change(server, alarm, False)
     assert sorted(to[1] for _, to in sock.take()) == [1, 2]
 
 

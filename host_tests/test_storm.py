@@ -7,7 +7,7 @@ import socket
 import time
 
 from host import coapmsg as coap
-from harness import BOARD_HEAP, request
+from harness import BOARD_HEAP, loopback, request
 
 STORM = 100000
 BURST = 250          # datagrams between two pacing pings: far below the socket buffer
@@ -80,7 +80,8 @@ def test_board_heap_survives_observers_flood_and_storm(firmware):
 
 
 def _run(fw):
-    watchers = [fw.client() for _ in range(MAX_OBSERVERS)]
+    # Each watcher a host of its own: the firmware holds at most 4 observers per address.
+    watchers = [fw.client(loopback(10 + k)) for k in range(MAX_OBSERVERS)]
     for k, w in enumerate(watchers):
         r = w.request(coap.GET, token=bytes((k, 0x0B)), options=[(coap.OBSERVE, 0)])
         assert r.opt(coap.OBSERVE) is not None, "observer %d got a plain response" % k

@@ -328,7 +328,7 @@ def test_a_second_firmware_on_the_port_is_refused_and_the_first_keeps_its_observ
         for state in (b"ON", b"OFF", b"ON"):
             r = owner.request(coap.PUT, payload=state)
             assert (r.code, r.payload) == (coap.CHANGED, state)
-            n = watcher._wait(lambda m: m.token == b"w1", 2, "no notification")
+            n = watcher.ack(watcher._wait(lambda m: m.token == b"w1", 2, "no notification"))
             assert n.payload == state
         assert first.alive()
     finally:

@@ -64,14 +64,15 @@ def test_observe_put_pin_deregister_and_capacity(fw):
     r1 = o1.request(coap.GET, token=b"o1", options=[(coap.OBSERVE, 0)])
     r2 = o2.request(coap.GET, token=b"o2", options=[(coap.OBSERVE, 0)])
     assert r1.opt(coap.OBSERVE) is not None and r2.opt(coap.OBSERVE) is not None
-    r3 = o3.request(coap.GET, token=b"o3", options=[(coap.OBSERVE, 0)])
-    assert r3.code == coap.CONTENT and r3.opt(coap.OBSERVE) is None  # table full (2)
 
     assert putter.request(coap.PUT, payload=b"ON").code == coap.CHANGED
-    n1 = o1.recv()
-    assert (n1.token, n1.payload) == (b"o1", b"ON")
+    n1 = o1.ack(o1.recv())   # the first notification is a CON: its ACK proves the address
+    assert (n1.token, n1.payload, n1.mtype) == (b"o1", b"ON", coap.CON)
     assert n1.opt_uint(coap.OBSERVE) > r1.opt_uint(coap.OBSERVE)
-    assert o2.recv().payload == b"ON"
+    assert o2.ack(o2.recv()).payload == b"ON"
+    # The table (2) is full of observers that have proved their address: o3 gets a plain answer.
+    r3 = o3.request(coap.GET, token=b"o3", options=[(coap.OBSERVE, 0)])
+    assert r3.code == coap.CONTENT and r3.opt(coap.OBSERVE) is None
 
     putter.request(coap.PUT, payload=b"OFF")
     assert o1.recv().payload == b"OFF" and o2.recv().payload == b"OFF"

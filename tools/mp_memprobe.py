@@ -77,11 +77,12 @@ _TUPLE = _args[2] == "tuple"
 
 
 def _addr(k):
-    # The k-th client endpoint, in the form the VM's recvfrom would give it.
+    # The k-th client endpoint, in the form the VM's recvfrom would give it: each its own host
+    # (the firmware holds at most 4 observers per address).
     port = 40000 + k
     if _TUPLE:
         return ("192.168.1.%d" % (10 + k % 200), port)
-    return bytes((2, 0, port >> 8, port & 0xFF, 127, 0, 0, 1)) + bytes(8)
+    return bytes((2, 0, port >> 8, port & 0xFF, 127, 0, k >> 8, 1 + k % 250)) + bytes(8)  # a host each
 
 
 def _get(mid, token, observe=-1):
