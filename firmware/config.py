@@ -38,6 +38,13 @@ DEFAULTS = {
     "rd_port": 5683,
     "rd_ep": "",                # endpoint name at the directory; empty: the hostname
     "rd_lifetime_s": 3600,      # registration lifetime; refreshed at 3/4 of it
+    # Security: OSCORE (RFC 8613), one security context per client (docs/design.md)
+    "oscore": [],               # [{"name", "secret", "salt", "sender_id", "recipient_id"}], hex
+    "unprotected": None,        # unprotected requests may: "read", "none" (discovery only), "all";
+    #                             null: "read" with a context, else "all" (the only choice then)
+    "oscore_max_contexts": 4,   # contexts at most (about 0.5 KB of heap each)
+    "oscore_window": 32,        # replay window (sequence numbers), as aiocoap's
+    "oscore_seq_step": 1024,    # sender sequence numbers reserved per write of oscore_seq.json
 }
 
 # Few module-level names: each one's name would stay interned (RAM) after the module is freed.
@@ -86,6 +93,12 @@ SCHEMA = {
     "rd_port": (1, 65535),
     "rd_ep": (str, lambda v: len(v) <= 63, "a string of at most 63 characters"),
     "rd_lifetime_s": (4, 86400),
+    "oscore": (list, None, "a list of security contexts"),
+    "unprotected": ((str, type(None)), lambda v: v is None or v in "read none all".split(),
+                    '"read", "none", "all" or null'),
+    "oscore_max_contexts": (1, 16),
+    "oscore_window": (32, 256),
+    "oscore_seq_step": (16, 65536),
 }
 
 
@@ -138,6 +151,70 @@ def validate(raw, report=print):
                        5: "low at reset, it changes the SDIO timing",
                        12: "high at reset, the flash gets 1.8 V and the board does not boot",
                        15: "low at reset, the boot messages are silenced"}[pin]))
+    # OSCORE contexts: each checked alone, then against the others; a bad one is left out.
+    # (Field names are split out of one long string: short literals would stay interned.)
+    if cfg["oscore"]:
+        import binascii
+        name, secret, salt, sender, recipient = "name secret salt sender_id recipient_id".split()
+        good = []
+        for n, c in enumerate(cfg["oscore"]):
+            where = "config: oscore[%d]" % n
+            why = None
+            if not isinstance(c, dict):
+                why = "is not an object"
+            else:
+                if isinstance(c.get(name), str) and c[name]:
+                    where += " (%s)" % json.dumps(c[name])
+                ids = {}
+                for f in c:
+                    if f not in (name, secret, salt, sender, recipient):
+                        why = "has an unknown field %s (known: %s, %s, %s, %s, %s)" % (
+                            json.dumps(f), name, secret, salt, sender, recipient)
+                        break
+                for f in (name, secret, sender, recipient):
+                    if why is None and f not in c:
+                        why = "lacks %s" % f
+                if why is None and not (isinstance(c[name], str) and 0 < len(c[name]) <= 32):
+                    why = "%s is not a non-empty string of at most 32 characters" % name
+                for f in (secret, salt, sender, recipient):
+                    if why is not None or f not in c:
+                        continue
+                    v = c[f]
+                    try:
+                        v = binascii.unhexlify(v) if isinstance(v, str) and len(v) % 2 == 0 else None
+                    except ValueError:
+                        v = None
+                    if v is None:
+                        why = "%s = %s is not hex (an even number of 0-9, a-f)" % (f, json.dumps(c[f]))
+                    elif f == secret and not 16 <= len(v) <= 64:
+                        why = "%s is %d bytes; it must be 16 to 64 (32 hex digits or more)" % (f, len(v))
+                    elif f == salt and len(v) > 64:
+                        why = "%s is %d bytes; at most 64" % (f, len(v))
+                    elif f in (sender, recipient) and len(v) > 7:
+                        why = "%s is %d bytes; OSCORE IDs are at most 7 (14 hex digits)" % (f, len(v))
+                    ids[f] = v
+                if why is None and ids[sender] == ids[recipient]:
+                    why = "%s and %s are equal; they must differ" % (sender, recipient)
+                for g in good:
+                    if why is None and g[name] == c[name]:
+                        why = "has the same %s as another context" % name
+                    elif why is None and binascii.unhexlify(g[recipient]) == ids[recipient]:
+                        why = "has the same %s as %s: each client needs its own" % (
+                            recipient, json.dumps(g[name]))
+                if why is None and len(good) == cfg["oscore_max_contexts"]:
+                    why = "is one more than oscore_max_contexts = %d" % len(good)
+            if why is None:
+                good.append(c)
+            else:
+                report("%s %s; context left out" % (where, why))
+        cfg["oscore"] = good
+    if cfg["oscore"]:
+        if cfg["unprotected"] is None:
+            cfg["unprotected"] = "read"
+    elif cfg["unprotected"] not in (None, "all"):
+        report("config: unprotected = %s needs an oscore context; without one every request is "
+               "unprotected (\"all\"): using default null" % json.dumps(cfg["unprotected"]))
+        cfg["unprotected"] = None
     # Keys that are fine alone but not together.
     pin = cfg["input_pin"]
     if pin is not None and pin == cfg["output_pin"]:

@@ -35,11 +35,12 @@ def health(res, fmt):
     if fmt == _CBOR:
         from firmware import cbor
         return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
-                               ("store", store), ("version", res.version), ("reset", res.reset)))
+                               ("store", store), ("version", res.version), ("reset", res.reset),
+                               ("security", res.mode)))
     if res.tail is None:
         # The constant tail of the JSON form, built once.
-        res.tail = ',"version":"%s","reset":%s}' % (
-            res.version, "null" if res.reset is None else '"%s"' % res.reset)
+        res.tail = ',"version":"%s","reset":%s,"security":"%s"}' % (
+            res.version, "null" if res.reset is None else '"%s"' % res.reset, res.mode)
     return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s,"store":"%s"' % (
         up, "null" if heap is None else heap, n, "null" if rssi is None else rssi, store) + res.tail).encode()
 

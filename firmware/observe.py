@@ -34,6 +34,12 @@ class Observe:
         self.last_con = array("i", bytes(4 * capacity))  # ticks of the last CON (or registration)
         self.last_mid = array("i", b"\xff" * (4 * capacity))  # MID of the last NON (-1: none)
         self.times = array("i", bytes(4 * capacity))  # and when it went
+        # OSCORE (protect.py, only when configured): while a protected request is answered, `key`
+        # is its security binding; register() keeps it per slot (a slot with a key is an
+        # authenticated observer), and render() has `encode(key, message)` protect the message.
+        self.key = None
+        self.keys = [None] * capacity
+        self.encode = None
         endpoint.timers.append(self)
         endpoint.cancel = self.reset
 
@@ -64,6 +70,7 @@ class Observe:
         self.addrs[i] = addr
         self.tokens[i] = token
         self.resources[i] = resource
+        self.keys[i] = self.key
         self.formats[i] = fmt
         self.dirty[i] = 0
         self.nons[i] = 0
@@ -84,6 +91,7 @@ class Observe:
         self.addrs[i] = None
         self.tokens[i] = b""
         self.resources[i] = None
+        self.keys[i] = None
 
     def changed(self, resource):
         """The resource's state changed: its observers are owed a notification (service())."""
@@ -132,6 +140,8 @@ class Observe:
         w.option_uint(_CONTENT_FORMAT, fmt)
         w.option_uint(_MAX_AGE, self.max_age)
         w.payload(self.resources[i].render(fmt))
+        if self.keys[i] is not None:
+            return self.encode(self.keys[i], w.view())
         return w.view()
 
     def service(self, now):

@@ -46,6 +46,7 @@ class HealthResource:
         self.store = store        # the state file (persist.Store), or None: persist is off
         self.notify = None        # bound by the site
         self.tail = None          # the constant end of the JSON form, built on first use
+        self.mode = "open"        # "security": "open" (no access control), "oscore+read", "oscore"
 
     def render(self, fmt):
         from firmware import formats  # JSON and CBOR: loaded by the first /health request
@@ -57,5 +58,9 @@ class HealthResource:
 
 def make(parts):
     """Boot (start.py): the resource, from the parts it needs."""
-    return HealthResource(parts["uptime"], parts["version"], parts["observe"], parts["reset"], parts["rssi"],
-                          parts["store"])
+    res = HealthResource(parts["uptime"], parts["version"], parts["observe"], parts["reset"], parts["rssi"],
+                         parts["store"])
+    mode = parts["cfg"]["unprotected"]
+    if parts["cfg"]["oscore"] and mode != "all":
+        res.mode = "oscore+read" if mode == "read" else "oscore"
+    return res
