@@ -159,12 +159,12 @@ def validate(raw, report=print):
         good = []
         for n, c in enumerate(cfg["oscore"]):
             where = "config: oscore[%d]" % n
+            if isinstance(c, dict) and isinstance(c.get(name), str) and c[name]:
+                where = "config: oscore[%d] (%s)" % (n, json.dumps(c[name]))
             why = None
             if not isinstance(c, dict):
                 why = "is not an object"
             else:
-                if isinstance(c.get(name), str) and c[name]:
-                    where += " (%s)" % json.dumps(c[name])
                 ids = {}
                 for f in c:
                     if f not in (name, secret, salt, sender, recipient):
@@ -173,7 +173,7 @@ def validate(raw, report=print):
                         break
                 for f in (name, secret, sender, recipient):
                     if why is None and f not in c:
-                        why = "lacks %s" % f
+                        why = "lacks the field %s" % f
                 if why is None and not (isinstance(c[name], str) and 0 < len(c[name]) <= 32):
                     why = "%s is not a non-empty string of at most 32 characters" % name
                 for f in (secret, salt, sender, recipient):

@@ -17,6 +17,13 @@ _NON_LIFETIME_MS = const(145000)
 
 
 class Observe:
+    # OSCORE (protect.py, only when configured): while a protected request is answered, `key` is
+    # its security binding; register() keeps it per slot in `keys` (a slot with a key is an
+    # authenticated observer), and render() has `encode(key, message)` protect the message.
+    # Class attributes until protect.py sets them: no room in each instance's dict without it.
+    key = None
+    encode = None
+
     def __init__(self, endpoint, capacity, con_every, keepalive_ms):
         self.endpoint = endpoint
         self.capacity = capacity
@@ -34,12 +41,7 @@ class Observe:
         self.last_con = array("i", bytes(4 * capacity))  # ticks of the last CON (or registration)
         self.last_mid = array("i", b"\xff" * (4 * capacity))  # MID of the last NON (-1: none)
         self.times = array("i", bytes(4 * capacity))  # and when it went
-        # OSCORE (protect.py, only when configured): while a protected request is answered, `key`
-        # is its security binding; register() keeps it per slot (a slot with a key is an
-        # authenticated observer), and render() has `encode(key, message)` protect the message.
-        self.key = None
-        self.keys = [None] * capacity
-        self.encode = None
+        self.keys = [None] * capacity         # each observer's OSCORE binding, or None
         endpoint.timers.append(self)
         endpoint.cancel = self.reset
 

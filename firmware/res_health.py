@@ -31,6 +31,7 @@ class Uptime:
 
 class HealthResource:
     path = b"health"
+    mode = "open"    # "security": "open" (no access control), else "oscore+read" or "oscore"
     methods = const(1 << _GET)
     formats = (_JSON, _CBOR)
     accepts = ()
@@ -46,7 +47,6 @@ class HealthResource:
         self.store = store        # the state file (persist.Store), or None: persist is off
         self.notify = None        # bound by the site
         self.tail = None          # the constant end of the JSON form, built on first use
-        self.mode = "open"        # "security": "open" (no access control), "oscore+read", "oscore"
 
     def render(self, fmt):
         from firmware import formats  # JSON and CBOR: loaded by the first /health request
