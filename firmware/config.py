@@ -42,7 +42,12 @@ DEFAULTS = {
     "oscore": [],               # [{"name", "secret", "salt", "sender_id", "recipient_id"}], hex
     "unprotected": None,        # unprotected requests may: "read", "none" (discovery only), "all";
     #                             null: "read" with a context, else "all" (the only choice then)
-    "oscore_max_contexts": 4,   # contexts at most (about 0.5 KB of heap each)
+}
+
+# The limits that only matter with an "oscore" context: checked like the others (SCHEMA), and in
+# the config only when there is a context (each key of the config dict is RAM while a board boots).
+OSCORE_DEFAULTS = {
+    "oscore_max_contexts": 4,   # contexts at most (about 0.6 KB of heap each, 32-bit)
     "oscore_window": 32,        # replay window (sequence numbers), as aiocoap's
     "oscore_seq_step": 1024,    # sender sequence numbers reserved per write of oscore_seq.json
 }
@@ -131,7 +136,7 @@ def validate(raw, report=print):
         else:
             # JSON spelling (false, null, "x"): what the user writes in config.json.
             report("config: %s = %s is not %s; using default %s"
-                   % (key, json.dumps(value), want, json.dumps(DEFAULTS[key])))
+                   % (key, json.dumps(value), want, json.dumps(DEFAULTS.get(key, OSCORE_DEFAULTS.get(key)))))
     # Pins that exist but are not free. GPIO1/3 are UART0, the serial link of the REPL, mpremote
     # and deploy. Strapping pins are read at reset: whatever is wired to them must not hold
     # them the wrong way then (the DevKit's LED on 2 and BOOT button on 0 are made for it).
@@ -151,70 +156,12 @@ def validate(raw, report=print):
                        5: "low at reset, it changes the SDIO timing",
                        12: "high at reset, the flash gets 1.8 V and the board does not boot",
                        15: "low at reset, the boot messages are silenced"}[pin]))
-    # OSCORE contexts: each checked alone, then against the others; a bad one is left out.
-    # (Field names are split out of one long string: short literals would stay interned.)
-    if cfg["oscore"]:
-        import binascii
-        name, secret, salt, sender, recipient = "name secret salt sender_id recipient_id".split()
-        good = []
-        for n, c in enumerate(cfg["oscore"]):
-            where = "config: oscore[%d]" % n
-            if isinstance(c, dict) and isinstance(c.get(name), str) and c[name]:
-                where = "config: oscore[%d] (%s)" % (n, json.dumps(c[name]))
-            why = None
-            if not isinstance(c, dict):
-                why = "is not an object"
-            else:
-                ids = {}
-                for f in c:
-                    if f not in (name, secret, salt, sender, recipient):
-                        why = "has an unknown field %s (known: %s, %s, %s, %s, %s)" % (
-                            json.dumps(f), name, secret, salt, sender, recipient)
-                        break
-                for f in (name, secret, sender, recipient):
-                    if why is None and f not in c:
-                        why = "lacks the field %s" % f
-                if why is None and not (isinstance(c[name], str) and 0 < len(c[name]) <= 32):
-                    why = "%s is not a non-empty string of at most 32 characters" % name
-                for f in (secret, salt, sender, recipient):
-                    if why is not None or f not in c:
-                        continue
-                    v = c[f]
-                    try:
-                        v = binascii.unhexlify(v) if isinstance(v, str) and len(v) % 2 == 0 else None
-                    except ValueError:
-                        v = None
-                    if v is None:
-                        why = "%s = %s is not hex (an even number of 0-9, a-f)" % (f, json.dumps(c[f]))
-                    elif f == secret and not 16 <= len(v) <= 64:
-                        why = "%s is %d bytes; it must be 16 to 64 (32 hex digits or more)" % (f, len(v))
-                    elif f == salt and len(v) > 64:
-                        why = "%s is %d bytes; at most 64" % (f, len(v))
-                    elif f in (sender, recipient) and len(v) > 7:
-                        why = "%s is %d bytes; OSCORE IDs are at most 7 (14 hex digits)" % (f, len(v))
-                    ids[f] = v
-                if why is None and ids[sender] == ids[recipient]:
-                    why = "%s and %s are equal; they must differ" % (sender, recipient)
-                for g in good:
-                    if why is None and g[name] == c[name]:
-                        why = "has the same %s as another context" % name
-                    elif why is None and binascii.unhexlify(g[recipient]) == ids[recipient]:
-                        why = "has the same %s as %s: each client needs its own" % (
-                            recipient, json.dumps(g[name]))
-                if why is None and len(good) == cfg["oscore_max_contexts"]:
-                    why = "is one more than oscore_max_contexts = %d" % len(good)
-            if why is None:
-                good.append(c)
-            else:
-                report("%s %s; context left out" % (where, why))
-        cfg["oscore"] = good
-    if cfg["oscore"]:
-        if cfg["unprotected"] is None:
-            cfg["unprotected"] = "read"
-    elif cfg["unprotected"] not in (None, "all"):
-        report("config: unprotected = %s needs an oscore context; without one every request is "
-               "unprotected (\"all\"): using default null" % json.dumps(cfg["unprotected"]))
-        cfg["unprotected"] = None
+    if cfg["oscore"] or cfg["unprotected"] not in (None, "all"):
+        # OSCORE's checks (config_oscore.py) load only when it is configured, and go again (RAM
+        # at boot; a module name in an import statement would stay interned even if not loaded).
+        import firmware
+        __import__("firmware.config_oscore", None, None, ("validate",)).validate(cfg, report, OSCORE_DEFAULTS)
+        firmware.unload("config_oscore")
     # Keys that are fine alone but not together.
     pin = cfg["input_pin"]
     if pin is not None and pin == cfg["output_pin"]:
@@ -328,4 +275,7 @@ def load(path="config.json", report=print, board=False):
         cfg["ap_password"] = text.decode()
         print("config: no ap_password configured: the access point's password is %s (made for "
               "this board, kept in %s)" % (cfg["ap_password"], path))
+    if cfg["unprotected"] in (None, "all"):   # null: no oscore context, so "all"
+        print("WARNING: no access control: anyone on the network can switch this alarm off "
+              "(README, Security)")
     return cfg

@@ -19,10 +19,11 @@ _NON_LIFETIME_MS = const(145000)
 class Observe:
     # OSCORE (protect.py, only when configured): while a protected request is answered, `key` is
     # its security binding; register() keeps it per slot in `keys` (a slot with a key is an
-    # authenticated observer), and render() has `encode(key, message)` protect the message.
-    # Class attributes until protect.py sets them: no room in each instance's dict without it.
+    # authenticated observer), and render() has the protection layer (the endpoint's handler
+    # then) protect the message: handler.encode(key, message).
+    # Class attributes until protect.py sets them (keys: [None] * capacity): no RAM without keys.
     key = None
-    encode = None
+    keys = None
 
     def __init__(self, endpoint, capacity, con_every, keepalive_ms):
         self.endpoint = endpoint
@@ -41,7 +42,6 @@ class Observe:
         self.last_con = array("i", bytes(4 * capacity))  # ticks of the last CON (or registration)
         self.last_mid = array("i", b"\xff" * (4 * capacity))  # MID of the last NON (-1: none)
         self.times = array("i", bytes(4 * capacity))  # and when it went
-        self.keys = [None] * capacity         # each observer's OSCORE binding, or None
         endpoint.timers.append(self)
         endpoint.cancel = self.reset
 
@@ -72,7 +72,8 @@ class Observe:
         self.addrs[i] = addr
         self.tokens[i] = token
         self.resources[i] = resource
-        self.keys[i] = self.key
+        if self.keys:
+            self.keys[i] = self.key
         self.formats[i] = fmt
         self.dirty[i] = 0
         self.nons[i] = 0
@@ -93,7 +94,8 @@ class Observe:
         self.addrs[i] = None
         self.tokens[i] = b""
         self.resources[i] = None
-        self.keys[i] = None
+        if self.keys:
+            self.keys[i] = None
 
     def changed(self, resource):
         """The resource's state changed: its observers are owed a notification (service())."""
@@ -142,8 +144,8 @@ class Observe:
         w.option_uint(_CONTENT_FORMAT, fmt)
         w.option_uint(_MAX_AGE, self.max_age)
         w.payload(self.resources[i].render(fmt))
-        if self.keys[i] is not None:
-            return self.encode(self.keys[i], w.view())
+        if self.keys and self.keys[i] is not None:
+            return self.endpoint.handler.encode(self.keys[i], w.view())
         return w.view()
 
     def service(self, now):

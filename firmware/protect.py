@@ -1,6 +1,7 @@
 # The protection layer: OSCORE (RFC 8613) between the message layer and the site, and the access
-# policy for unprotected requests. Loaded at boot only when config.json has an "oscore" context:
-# without one, this module, oscore.py and oscore_crypto.py never load. docs/design.md.
+# policy for unprotected requests. Loaded at boot (oscore_boot.make) only when config.json has an
+# "oscore" context: without one, this module, oscore.py and oscore_crypto.py never load.
+# docs/design.md.
 #
 #   endpoint ──► Protect.request ──► site.request       (endpoint.handler is this object)
 #                 unprotect the request (8.2), rebuild it as the inner request in a reader of
@@ -41,28 +42,11 @@ class Sequences:
     has used up its reserve: once after a boot, then once per `step` numbers. `writes` counts
     the writes (tests, figures)."""
 
-    def __init__(self, path, contexts, step):
-        import json
-        from binascii import hexlify
+    def __init__(self, path, contexts):
         self.path = path
         self.contexts = contexts
         self.writes = 0
         self.broken = False   # the file is there but unreadable: no number is known unused
-        try:
-            with open(path) as f:
-                data = json.loads(f.read())
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except OSError:
-            data = {}         # a first boot (or new keys): nothing was sent under them yet
-        except Exception as e:
-            log.error("oscore: %s is damaged (%r): answers that need a new sequence number are "
-                      "refused until it is removed together with every client's keys", path, e)
-            data = {}
-            self.broken = True
-        for c in contexts:
-            n = data.get(hexlify(c.recipient_id).decode(), 0)
-            c.sequence = oscore.SenderSequence(n if isinstance(n, int) and n > 0 else 0, step)
 
     def ready(self, ctx):
         """True when ctx may take a sequence number: persists ahead first when it has to."""
@@ -107,13 +91,12 @@ class Protect:
         self.contexts = contexts
         self.policy = policy
         self.store = store
-        self.reader = coap.Reader()   # the inner request is decoded into this one
         # The Echo value of this boot (RFC 9175; RFC 8613 B.1.2): a request carrying it was
         # made after this boot, so it may set the replay window.
         r = endpoint.rand
         self.echo = bytes(r(8) for _ in range(8))
         endpoint.handler = self
-        observe.encode = self.encode
+        observe.keys = [None] * observe.capacity   # each observer's binding (observe.py)
 
     def request(self, req, addr, now, mcast):
         if req.flags & (1 << _OSCORE):
@@ -170,7 +153,8 @@ class Protect:
 
     def inner(self, req, got):
         """The request the client protected: outer header (type, MID, token), inner code,
-        inner options plus the outer Class U ones, inner payload; loaded into self.reader."""
+        inner options plus the outer Class U ones, inner payload; loaded into req, the endpoint's
+        reader, in place of the outer one (no second reader: RAM)."""
         code, opts, body = got
         data = req.data
         for k in range(req.count):
@@ -183,7 +167,7 @@ class Protect:
         if body:
             raw += b"\xff" + body
         try:
-            return self.reader.load(raw)
+            return req.load(raw)
         except coap.CoapError:
             return None
 
@@ -228,20 +212,3 @@ class Protect:
         w.payload(ct)
         return w.view()
 
-
-def make(endpoint, observe, cfg, folder=""):
-    """Boot (start.py): the contexts from the validated config, their sequence file in `folder`
-    (next to config.json), and the layer put in front of the site. Returns it."""
-    from binascii import unhexlify as u
-    contexts = []
-    for c in cfg["oscore"]:
-        ctx = oscore.SecurityContext(u(c["secret"]), u(c["sender_id"]), u(c["recipient_id"]),
-                                     u(c.get("salt", "")),
-                                     replay=oscore.ReplayWindow(cfg["oscore_window"]))
-        ctx.name = c["name"]
-        contexts.append(ctx)
-    policy = ("all", "read", "none").index(cfg["unprotected"])
-    store = Sequences(folder + FILE, contexts, cfg["oscore_seq_step"])
-    log.info("oscore: %d client(s) (%s); unprotected requests: %s", len(contexts),
-             ", ".join(c.name for c in contexts), cfg["unprotected"])
-    return Protect(endpoint, observe, contexts, policy, store)

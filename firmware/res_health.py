@@ -31,7 +31,6 @@ class Uptime:
 
 class HealthResource:
     path = b"health"
-    mode = "open"    # "security": "open" (no access control), else "oscore+read" or "oscore"
     methods = const(1 << _GET)
     formats = (_JSON, _CBOR)
     accepts = ()
@@ -58,9 +57,5 @@ class HealthResource:
 
 def make(parts):
     """Boot (start.py): the resource, from the parts it needs."""
-    res = HealthResource(parts["uptime"], parts["version"], parts["observe"], parts["reset"], parts["rssi"],
-                         parts["store"])
-    mode = parts["cfg"]["unprotected"]
-    if parts["cfg"]["oscore"] and mode != "all":
-        res.mode = "oscore+read" if mode == "read" else "oscore"
-    return res
+    return HealthResource(parts["uptime"], parts["version"], parts["observe"], parts["reset"], parts["rssi"],
+                          parts["store"])

@@ -128,14 +128,8 @@ def main():
         ip, link = board.bring_up(cfg, machine, on, extra)
     app = build(cfg, machine, ip=ip, on=on, store=store)
     if cfg["oscore"]:
-        # OSCORE in front of the site; its code loads only when a context is configured.
-        __import__("firmware.protect", None, None, ("make",)).make(
-            app.endpoint, app.observe, cfg, path[:path.rfind("/") + 1])
-    if not cfg["oscore"] or cfg["unprotected"] == "all":
-        print("WARNING: no access control: anyone on the network can switch this alarm on and off "
-              "(add an \"oscore\" context to config.json; README, Security)")
-    if link is not None:
-        link.on_up = app.network_up  # e.g. re-register at the directory
+        # OSCORE in front of the site: its code loads only with a context; its boot part goes again.
+        __import__("firmware.oscore_boot", None, None, ("make",)).make(app, cfg, path[:path.rfind("/") + 1])
     if store is not None:
         app.alarm.listeners.append(store.save)
     wdt = None

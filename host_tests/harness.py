@@ -463,14 +463,14 @@ def oscore_server(folder, contexts=None, full=False, **overrides):
     """make_server() (or full_server() with full) with the protection layer in front of the site,
     as start.main() puts it there; its sequence file in `folder`. Returns (stack, alarm, sock,
     clock, protect)."""
-    from firmware import config, protect
+    from firmware import config, oscore_boot
     raw = dict(overrides, oscore=OSCORE_CONTEXTS if contexts is None else contexts)
     said = []
     cfg = config.validate(raw, said.append)
     assert not said, said
     srv = full_server(**cfg)[:4] if full else make_server(**cfg)
     server = srv[0]
-    layer = protect.make(server.endpoint, server.observe, cfg, str(folder).rstrip("/") + "/")
+    layer = oscore_boot.make(server, cfg, str(folder).rstrip("/") + "/")
     return srv + (layer,)
 
 
