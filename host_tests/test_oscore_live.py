@@ -257,3 +257,23 @@ def test_policy_none_under_the_vm(firmware):
     raw = Raw(fw.port, PHONE)
     _, _, opened, _ = raw.synced(path="health")
     assert json.loads(opened[2])["security"] == "oscore"
+
+
+def test_with_keys_the_boot_only_oscore_code_is_freed(tmp_path):
+    # As test_footprint's check for start.py: key derivation, the boot wiring and the config
+    # checks are gone after start.main(); the layer and OSCORE itself stay.
+    import subprocess
+    from harness import ROOT, free_udp_port, tool
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import firmware\n"
+            "from firmware import start\n"
+            "serve = start.main()\n"
+            "del start\n"
+            "names = ('oscore_boot', 'oscore_keys', 'config_oscore', 'protect', 'oscore')\n"
+            "print('LOADED', [m for m in names if 'firmware.' + m in sys.modules or hasattr(firmware, m)])\n") % ROOT
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"bind": "127.0.0.1", "port": free_udp_port(), "log_level": "warning",
+                               "oscore": OSCORE_CONTEXTS}))
+    out = subprocess.run([tool("micropython"), "-c", code], capture_output=True, text=True, timeout=20,
+                         env=dict(os.environ, COAP_ALARM_CONFIG=str(cfg))).stdout
+    assert "LOADED ['protect', 'oscore']" in out, out
