@@ -17,13 +17,7 @@ _NON_LIFETIME_MS = const(145000)
 
 
 class Observe:
-    # OSCORE (protect.py, only when configured): while a protected request is answered, `key` is
-    # its security binding; register() keeps it per slot in `keys` (a slot with a key is an
-    # authenticated observer), and render() has the protection layer (the endpoint's handler
-    # then) protect the message: handler.encode(key, message).
-    # Class attributes until protect.py sets them (keys: [None] * capacity): no RAM without keys.
-    key = None
-    keys = None
+    key = None    # the request's OSCORE context, while the protection layer has it answered
 
     def __init__(self, endpoint, capacity, con_every, keepalive_ms):
         self.endpoint = endpoint
@@ -72,8 +66,6 @@ class Observe:
         self.addrs[i] = addr
         self.tokens[i] = token
         self.resources[i] = resource
-        if self.keys:
-            self.keys[i] = self.key
         self.formats[i] = fmt
         self.dirty[i] = 0
         self.nons[i] = 0
@@ -94,8 +86,6 @@ class Observe:
         self.addrs[i] = None
         self.tokens[i] = b""
         self.resources[i] = None
-        if self.keys:
-            self.keys[i] = None
 
     def changed(self, resource):
         """The resource's state changed: its observers are owed a notification (service())."""
@@ -144,8 +134,6 @@ class Observe:
         w.option_uint(_CONTENT_FORMAT, fmt)
         w.option_uint(_MAX_AGE, self.max_age)
         w.payload(self.resources[i].render(fmt))
-        if self.keys and self.keys[i] is not None:
-            return self.endpoint.handler.encode(self.keys[i], w.view())
         return w.view()
 
     def service(self, now):

@@ -6,7 +6,8 @@
 #   endpoint ──► Protect.request ──► site.request       (endpoint.handler is this object)
 #                 unprotect the request (8.2), rebuild it as the inner request in a reader of
 #                 its own, let the site answer it, protect the site's answer (8.3)
-#   observe.render ──► Protect.encode                    (notifications of protected observers)
+#   observe.render ──► Protect.encode                    (notifications of protected observers;
+#                                                          Protect.watch wraps observe's methods)
 from firmware import coap, log, oscore
 from firmware.compat import const
 
@@ -96,7 +97,33 @@ class Protect:
         r = endpoint.rand
         self.echo = bytes(r(8) for _ in range(8))
         endpoint.handler = self
-        observe.keys = [None] * observe.capacity   # each observer's binding (observe.py)
+        self.watch(observe)
+
+    def watch(self, observe):
+        """Each observer registered through OSCORE keeps its binding here, and its notifications
+        are protected: the observe layer's register, _drop (and failed) and render are wrapped
+        on its instance, so that observe.py holds nothing of this (RAM without keys) but `key`,
+        the binding of the request being answered, which register() also reads."""
+        keys = self.keys = [None] * observe.capacity
+        register, drop, render = observe.register, observe._drop, observe.render
+
+        def registered(addr, req, resource, fmt):
+            n = register(addr, req, resource, fmt)
+            if n >= 0:
+                keys[observe.find(addr, req.token)] = observe.key
+            return n
+
+        def dropped(i, reason):
+            keys[i] = None
+            drop(i, reason)
+
+        def rendered(i, mtype, mid):
+            msg = render(i, mtype, mid)
+            return msg if keys[i] is None else self.encode(keys[i], msg)
+
+        observe.register = registered
+        observe._drop = observe.failed = dropped
+        observe.render = rendered
 
     def request(self, req, addr, now, mcast):
         if req.flags & (1 << _OSCORE):

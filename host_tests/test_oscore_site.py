@@ -162,7 +162,7 @@ def _notes(sock, client, bind):
 
 
 def test_observe_over_oscore_every_change_fresh_piv_rising_outer_observe(srv):
-    server, alarm, sock, clock, _, _ = srv
+    server, alarm, sock, clock, layer, _ = srv
     c = OscoreClient(LAPTOP)
     synced(server, sock, c)
     data, bind = c.protect(coap.GET, mid=5, token=b"ob", observe=0)
@@ -170,7 +170,7 @@ def test_observe_over_oscore_every_change_fresh_piv_rising_outer_observe(srv):
     assert r.code == coap.CONTENT and r.opt(coap.OBSERVE) is not None
     code, opts, payload, _ = c.open(r, bind)
     assert (code, payload) == (coap.CONTENT, b"OFF") and opts[coap.OBSERVE] == b""
-    assert server.observe.keys.count(None) == server.observe.capacity - 1   # an authenticated slot
+    assert layer.keys.count(None) == server.observe.capacity - 1   # an authenticated slot
     last_obs = coap.uint_decode(r.opt(coap.OBSERVE))
     pivs = []
     for k, state in enumerate((True, False, True, False, True, False)):
@@ -188,6 +188,10 @@ def test_observe_over_oscore_every_change_fresh_piv_rising_outer_observe(srv):
             assert obs > last_obs
             last_obs = obs
     assert len(pivs) == 6 and pivs == sorted(set(pivs))
+    # Deregistered (a protected GET without Observe... here: Observe 1): the slot and its key go.
+    data, bind = c.protect(coap.GET, mid=50, token=b"ob", observe=1)
+    assert c.open(send(server, sock, data), bind)[0] == coap.CONTENT
+    assert len(server.observe) == 0 and layer.keys.count(None) == server.observe.capacity
 
 
 def test_unprotected_and_protected_observers_side_by_side(srv):
