@@ -40,6 +40,18 @@ DEFAULTS = {
     "rd_port": 5683,
     "rd_ep": "",                # endpoint name at the directory; empty: the hostname
     "rd_lifetime_s": 3600,      # registration lifetime; refreshed at 3/4 of it
+    # Security: OSCORE (RFC 8613), one security context per client (docs/design.md)
+    "oscore": [],               # [{"name", "secret", "salt", "sender_id", "recipient_id"}], hex
+    "unprotected": None,        # unprotected requests may: "read", "none" (discovery only), "all";
+    #                             null: "read" with a context, else "all" (the only choice then)
+}
+
+# The limits that only matter with an "oscore" context: checked like the others (SCHEMA), and in
+# the config only when there is a context (each key of the config dict is RAM while a board boots).
+OSCORE_DEFAULTS = {
+    "oscore_max_contexts": 4,   # contexts at most (about 0.6 KB of heap each, 32-bit)
+    "oscore_window": 32,        # replay window (sequence numbers), as aiocoap's
+    "oscore_seq_step": 1024,    # sender sequence numbers reserved per write of oscore_seq.json
 }
 
 # Few module-level names: each one's name would stay interned (RAM) after the module is freed.
@@ -90,6 +102,12 @@ SCHEMA = {
     "rd_port": (1, 65535),
     "rd_ep": (str, lambda v: len(v) <= 63, "a string of at most 63 characters"),
     "rd_lifetime_s": (4, 86400),
+    "oscore": (list, None, "a list of security contexts"),
+    "unprotected": ((str, type(None)), lambda v: v is None or v in "read none all".split(),
+                    '"read", "none", "all" or null'),
+    "oscore_max_contexts": (1, 16),
+    "oscore_window": (32, 256),
+    "oscore_seq_step": (16, 65536),
 }
 
 
@@ -122,7 +140,7 @@ def validate(raw, report=print):
         else:
             # JSON spelling (false, null, "x"): what the user writes in config.json.
             report("config: %s = %s is not %s; using default %s"
-                   % (key, json.dumps(value), want, json.dumps(DEFAULTS[key])))
+                   % (key, json.dumps(value), want, json.dumps(DEFAULTS.get(key, OSCORE_DEFAULTS.get(key)))))
     # Pins that exist but are not free. GPIO1/3 are UART0, the serial link of the REPL, mpremote
     # and deploy. Strapping pins are read at reset: whatever is wired to them must not hold
     # them the wrong way then (the DevKit's LED on 2 and BOOT button on 0 are made for it).
@@ -142,6 +160,12 @@ def validate(raw, report=print):
                        5: "low at reset, it changes the SDIO timing",
                        12: "high at reset, the flash gets 1.8 V and the board does not boot",
                        15: "low at reset, the boot messages are silenced"}[pin]))
+    if cfg["oscore"] or cfg["unprotected"] not in (None, "all"):
+        # OSCORE's checks (config_oscore.py) load only when it is configured, and go again (RAM
+        # at boot; a module name in an import statement would stay interned even if not loaded).
+        import firmware
+        __import__("firmware.config_oscore", None, None, ("validate",)).validate(cfg, report, OSCORE_DEFAULTS)
+        firmware.unload("config_oscore")
     # Keys that are fine alone but not together.
     pin = cfg["input_pin"]
     if pin is not None and pin == cfg["output_pin"]:
@@ -255,4 +279,7 @@ def load(path="config.json", report=print, board=False):
         cfg["ap_password"] = text.decode()
         print("config: no ap_password configured: the access point's password is %s (made for "
               "this board, kept in %s)" % (cfg["ap_password"], path))
+    if cfg["unprotected"] in (None, "all"):   # null: no oscore context, so "all"
+        print("WARNING: no access control: anyone on the network can switch this alarm off "
+              "(README, Security)")
     return cfg

@@ -32,14 +32,19 @@ def health(res, fmt):
     # boot", "missing at boot"), until a save works again.
     store = res.store
     store = "off" if store is None else store.error or "ok"
+    # Access control: "open" (anyone may switch the alarm), or OSCORE with unprotected reads
+    # ("oscore+read") or without ("oscore"): the protection layer's policy, when there is one.
+    policy = 0 if res.observers is None else getattr(res.observers.endpoint.handler, "policy", 0)
+    security = ("open", "oscore+read", "oscore")[policy]
     if fmt == _CBOR:
         from firmware import cbor
         return cbor.dumps_map((("uptime", up), ("heap", heap), ("observers", n), ("rssi", rssi),
-                               ("store", store), ("version", res.version), ("reset", res.reset)))
+                               ("store", store), ("version", res.version), ("reset", res.reset),
+                               ("security", security)))
     if res.tail is None:
         # The constant tail of the JSON form, built once.
-        res.tail = ',"version":"%s","reset":%s}' % (
-            res.version, "null" if res.reset is None else '"%s"' % res.reset)
+        res.tail = ',"version":"%s","reset":%s,"security":"%s"}' % (
+            res.version, "null" if res.reset is None else '"%s"' % res.reset, security)
     return ('{"uptime":%d,"heap":%s,"observers":%d,"rssi":%s,"store":"%s"' % (
         up, "null" if heap is None else heap, n, "null" if rssi is None else rssi, store) + res.tail).encode()
 

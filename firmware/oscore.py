@@ -27,7 +27,7 @@
 #   notifications of an observation: each later one gets its own Partial IV.
 from firmware.coap import uint_decode
 from firmware.compat import const
-from firmware.oscore_crypto import aes_ecb, ccm_decrypt, ccm_encrypt, hkdf_expand, hkdf_extract
+from firmware.oscore_crypto import aes_ecb, ccm_decrypt, ccm_encrypt
 
 _ALG = const(10)        # COSE AES-CCM-16-64-128
 _KEY_LEN = const(16)
@@ -93,27 +93,6 @@ def _put_bstr(buf, i, data):
         buf[i] = b
         i += 1
     return i
-
-
-def _info(ident, id_context, kind, length):
-    # info = [id, id_context / nil, alg_aead, type, L] (3.2.1); kind b"Key" or b"IV", L < 24
-    lc = 1 if id_context is None else _hlen(len(id_context)) + len(id_context)
-    out = bytearray(1 + _hlen(len(ident)) + len(ident) + lc + 2 + len(kind) + 1)
-    out[0] = 0x85
-    i = _put_bstr(out, 1, ident)
-    if id_context is None:
-        out[i] = 0xF6
-        i += 1
-    else:
-        i = _put_bstr(out, i, id_context)
-    out[i] = _ALG
-    out[i + 1] = 0x60 | len(kind)
-    i += 2
-    for b in kind:
-        out[i] = b
-        i += 1
-    out[i] = length
-    return out
 
 
 def aad(request_kid, request_piv, class_i=b""):
@@ -247,18 +226,6 @@ class ReplayWindow:
         self.known = False
 
 
-def derive(secret, sender_id, recipient_id, salt=b"", id_context=None):
-    """(Sender Key, Recipient Key, Common IV) from the input parameters (RFC 8613 3.2.1)."""
-    if len(sender_id) > _MAX_ID or len(recipient_id) > _MAX_ID:
-        raise ValueError("OSCORE IDs are at most 7 bytes")
-    if sender_id == recipient_id:
-        raise ValueError("Sender ID and Recipient ID must differ")
-    prk = hkdf_extract(salt, secret)
-    return (hkdf_expand(prk, _info(sender_id, id_context, b"Key", _KEY_LEN), _KEY_LEN),
-            hkdf_expand(prk, _info(recipient_id, id_context, b"Key", _KEY_LEN), _KEY_LEN),
-            hkdf_expand(prk, _info(b"", id_context, b"IV", _NONCE_LEN), _NONCE_LEN))
-
-
 class SecurityContext:
     """An OSCORE security context (RFC 8613 3) for AES-CCM-16-64-128 and HKDF-SHA256.
 
@@ -273,6 +240,7 @@ class SecurityContext:
 
     def __init__(self, secret, sender_id, recipient_id, salt=b"", id_context=None,
                  sequence=None, replay=None):
+        from firmware.oscore_keys import derive   # boot-only: freed once the contexts are made
         sender_key, recipient_key, self.common_iv = derive(secret, sender_id, recipient_id, salt,
                                                            id_context)
         # The keys live on only inside the two block ciphers.

@@ -1,12 +1,10 @@
 # The cryptography OSCORE (RFC 8613) needs, on what every MicroPython board has:
 #   AES-CCM (RFC 3610) on the AES block encryption compat.aes_ecb gives (cryptolib's ECB mode;
-#   counter mode is built here from single blocks), HMAC-SHA256 (RFC 2104) and HKDF-SHA256
-#   (RFC 5869) on hashlib.sha256.
+#   counter mode is built here from single blocks). HMAC-SHA256 and HKDF-SHA256, needed only to
+#   derive the keys at boot, are in oscore_boot.py, freed after boot.
 # Pure: bytes in, bytes out. Nothing here prints, logs or keeps a key beyond the cipher object
 # the caller holds. The scratch blocks below are shared: every function runs to completion
 # without yielding, so one asyncio loop can never interleave two uses.
-import hashlib
-
 from firmware.compat import const
 
 
@@ -16,10 +14,6 @@ def aes_ecb(key):
     return aes(key, 1)
 
 _BLOCK = const(16)
-_HASH_BLOCK = const(64)
-_HASH_LEN = const(32)
-_IPAD = const(0x36)
-_OPAD = const(0x5C)
 
 _X = bytearray(16)  # CBC-MAC chaining value
 _A = bytearray(16)  # counter block A_i
@@ -147,47 +141,3 @@ def equal(a, b):
     for i in range(len(a)):
         d |= a[i] ^ b[i]
     return d == 0
-
-
-def hmac_sha256(key, msg):
-    """HMAC-SHA256 (RFC 2104) of msg under key."""
-    if len(key) > _HASH_BLOCK:
-        key = hashlib.sha256(key).digest()
-    k = bytearray(_HASH_BLOCK)
-    for i in range(len(key)):
-        k[i] = key[i] ^ _IPAD
-    for i in range(len(key), _HASH_BLOCK):
-        k[i] = _IPAD
-    h = hashlib.sha256(k)
-    h.update(msg)
-    inner = h.digest()
-    for i in range(_HASH_BLOCK):
-        k[i] ^= _IPAD ^ _OPAD
-    h = hashlib.sha256(k)
-    h.update(inner)
-    for i in range(_HASH_BLOCK):
-        k[i] = 0
-    return h.digest()
-
-
-def hkdf_extract(salt, ikm):
-    """PRK = HMAC-SHA256(salt, IKM); an empty salt is HashLen zero bytes (RFC 5869 2.2)."""
-    return hmac_sha256(salt if salt else bytes(_HASH_LEN), ikm)
-
-
-def hkdf_expand(prk, info, length):
-    """The first length bytes of T(1) | T(2) | ... (RFC 5869 2.3), length <= 255 * 32."""
-    if length > 255 * _HASH_LEN:
-        raise ValueError("HKDF length")
-    out = b""
-    t = b""
-    i = 1
-    while len(out) < length:
-        t = hmac_sha256(prk, t + info + bytes((i,)))
-        out += t
-        i += 1
-    return out[:length]
-
-
-def hkdf(salt, ikm, info, length):
-    return hkdf_expand(hkdf_extract(salt, ikm), info, length)

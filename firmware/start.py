@@ -130,6 +130,9 @@ def main():
     app = build(cfg, machine, ip=ip, on=on, store=store)
     if link is not None:
         link.on_up = app.network_up  # e.g. re-register at the directory
+    if cfg["oscore"]:
+        # OSCORE in front of the site: its code loads only with a context; its boot part goes again.
+        __import__("firmware.oscore_boot", None, None, ("make",)).make(app, cfg, path[:path.rfind("/") + 1])
     if store is not None:
         app.alarm.listeners.append(store.save)
     wdt = None

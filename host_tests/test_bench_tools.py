@@ -22,6 +22,13 @@ def test_memprobe_boots_the_firmware_and_sees_it_serve():
     assert m["full_features_answered"] == "5/5"   # JSON, CBOR, /health, ?rt=alarm, JSON PUT: 2.xx
 
 
+def test_oscore_figures_come_from_the_firmware_serving_protected_gets():
+    o = bench.oscore(n=200)
+    assert o["heap_after_boot_0"] < o["heap_after_boot_1"] < o["heap_after_boot_4"]
+    assert 300 < o["heap_per_context"] < 3000
+    assert o["us_plain_get"] > 0 and o["us_protected_get"] > o["us_plain_get"]
+
+
 def test_vm_ceiling_answers_a_get_as_the_firmware_does(firmware):
     fw = firmware(log_level="warning")
     port = free_udp_port()

@@ -29,7 +29,10 @@ def test_missing_file_means_defaults_and_says_so(tmp_path):
 def test_every_default_passes_its_own_schema():
     cfg, said = check(dict(config.DEFAULTS))
     assert said == [] and cfg == config.DEFAULTS
-    assert set(config.SCHEMA) == set(config.DEFAULTS)
+    assert set(config.SCHEMA) == set(config.DEFAULTS) | set(config.OSCORE_DEFAULTS)
+    # The OSCORE limits: in the config with a context only, and then with their defaults.
+    cfg, said = check({"oscore": [{"name": "a", "secret": "00" * 16, "sender_id": "", "recipient_id": "01"}]})
+    assert said == [] and {k: cfg[k] for k in config.OSCORE_DEFAULTS} == config.OSCORE_DEFAULTS
 
 
 def test_a_good_file_is_taken_as_is(tmp_path):
@@ -357,15 +360,16 @@ def test_the_readme_lists_every_key_with_its_default():
     # The one place the keys are listed (the other docs link to it): all of them, with the
     # default the firmware really has, written as in config.json.
     table = readme_config_table()
-    assert sorted(table) == sorted(config.DEFAULTS), "README, Configuration: keys differ from DEFAULTS"
+    defaults = dict(config.DEFAULTS, **config.OSCORE_DEFAULTS)   # the latter: with a context only
+    assert sorted(table) == sorted(defaults), "README, Configuration: keys differ from DEFAULTS"
     wrong = {}
     for key, written in table.items():
         try:
-            ok = json.loads(written) == config.DEFAULTS[key]
+            ok = json.loads(written) == defaults[key]
         except ValueError:
             ok = False
         if not ok:
-            wrong[key] = (written, json.dumps(config.DEFAULTS[key]))
+            wrong[key] = (written, json.dumps(defaults[key]))
     assert not wrong, "README, Configuration: default as written vs the firmware's: %s" % wrong
 
 

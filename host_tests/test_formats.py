@@ -97,7 +97,7 @@ def test_health(srv):
     r = ask(server, sock, coap.GET, "health", mid=2)
     assert r.opt_uint(coap.CONTENT_FORMAT) == 50
     assert json.loads(r.payload) == {"uptime": 61, "heap": None, "observers": 1, "rssi": None,
-                                     "store": "off", "version": "9.9.9", "reset": None}
+                                     "store": "off", "version": "9.9.9", "reset": None, "security": "open"}
     r = ask(server, sock, coap.GET, "health", mid=3, options=[(coap.ACCEPT, 60)])
     assert cbor2.loads(r.payload)["observers"] == 1
     assert ask(server, sock, coap.GET, "health", mid=4, options=[(coap.ACCEPT, 0)]).code == coap.NOT_ACCEPTABLE

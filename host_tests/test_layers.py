@@ -8,7 +8,7 @@ from host import coapmsg as coap
 from harness import ROOT, Stack, FakeClock, FakeSocket, request
 
 # Lower layers first. A module may import those before it in this list, never those after.
-LAYERS = ["compat", "log", "coap", "messages", "endpoint", "observe", "site",
+LAYERS = ["compat", "log", "coap", "messages", "endpoint", "observe", "oscore_crypto", "oscore_keys", "oscore", "protect", "oscore_boot", "site",
           "alarm", "res_health", "res_alarm", "hardware", "app", "start"]
 
 

@@ -348,6 +348,27 @@ def memory(address_form="bytes", recv_port=True):
     return _probe_result(res, "mp_memprobe.py (unix port)")
 
 
+OSCORE_PROBE = os.path.join(ROOT, "tools", "oscore_probe.py")
+
+
+def oscore(n=2000):
+    """tools/oscore_probe.py under the unix port, with 0, 1 and 4 security contexts: heap after
+    boot, heap per context, and the server CPU of a protected GET against a plain one."""
+    env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
+    env.pop("COAP_ALARM_CONFIG", None)
+    runs = {}
+    for k in (0, 1, 4):
+        res = subprocess.run([tool("micropython"), OSCORE_PROBE, str(k), str(n)], capture_output=True, text=True,
+                             env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"), timeout=170)
+        runs[k] = _probe_result(res, "oscore_probe.py with %d contexts" % k)
+    four = runs[4]
+    return {"heap_after_boot_0": runs[0]["heap_after_boot"], "heap_after_boot_1": runs[1]["heap_after_boot"],
+            "heap_after_boot_4": four["heap_after_boot"],
+            "heap_per_context": round((four["heap_after_boot"] - runs[1]["heap_after_boot"]) / 3),
+            "us_plain_get": four["us_plain_get"], "us_protected_get": four["us_protected_get"],
+            "protected/plain_cpu": four["ratio"]}
+
+
 def wasm_package():
     """The pinned WebAssembly port, installed once into build/wasm32. Returns its folder, or a
     reason to skip (a string starting with "skipped")."""
@@ -488,6 +509,8 @@ def main():
     if "skipped" in res["memory32"]:
         progress("32-bit heap " + res["memory32"]["skipped"])
     res["flash"] = flash()
+    progress("OSCORE figures (0, 1 and 4 security contexts) ...")
+    res["oscore"] = oscore()
     res["memory"].update(running_heap())
     if not args.quick:
         progress("smallest heap passing the board-heap test (test_storm.py, from 64k down or up) ...")
@@ -541,6 +564,11 @@ def main():
     print("allocated per GET %s B in the server, + %s B by recvfrom itself" % (
         m["alloc_per_get"], m.get("alloc_per_recvfrom")))
     print("flash: %d B as .py, %d B as .mpy" % (res["flash"]["py_bytes"], res["flash"]["mpy_bytes"]))
+    o = res["oscore"]
+    print("OSCORE: server CPU of a protected GET %.1f us vs %.1f us plain: %.2fx (target 2x); heap after boot "
+          "%d B without keys, %d B with 1 context, %d B with 4; per context %d B" % (
+              o["us_protected_get"], o["us_plain_get"], o["protected/plain_cpu"], o["heap_after_boot_0"],
+              o["heap_after_boot_1"], o["heap_after_boot_4"], o["heap_per_context"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,241 @@
+# The protection layer: OSCORE (RFC 8613) between the message layer and the site, and the access
+# policy for unprotected requests. Loaded at boot (oscore_boot.make) only when config.json has an
+# "oscore" context: without one, this module, oscore.py and oscore_crypto.py never load.
+# docs/design.md.
+#
+#   endpoint ──► Protect.request ──► site.request       (endpoint.handler is this object)
+#                 unprotect the request (8.2), rebuild it as the inner request in a reader of
+#                 its own, let the site answer it, protect the site's answer (8.3)
+#   observe.render ──► Protect.encode                    (notifications of protected observers;
+#                                                          Protect.watch wraps observe's methods)
+from firmware import coap, log, oscore
+from firmware.compat import const
+
+_CON = const(0)
+_GET = const(0x01)
+_CHANGED = const(0x44)
+_CONTENT = const(0x45)
+_BAD_REQUEST = const(0x80)
+_UNAUTHORIZED = const(0x81)
+_BAD_OPTION = const(0x82)
+_SERVICE_UNAVAILABLE = const(0xA3)
+_URI_HOST = const(3)
+_OBSERVE = const(6)
+_URI_PORT = const(7)
+_OSCORE = const(9)
+_MAX_AGE = const(14)
+_PROXY_URI = const(35)
+_PROXY_SCHEME = const(39)
+_ECHO = const(252)
+_WKC = (b".well-known", b"core")
+
+# config "unprotected": what a request without OSCORE may do
+_ALL = const(0)    # anything (no access control)
+_READ = const(1)   # GET (reads, Observe, discovery); anything else 4.01
+_NONE = const(2)   # /.well-known/core only
+
+FILE = "oscore_seq.json"   # next to config.json: {"<recipient_id hex>": first unused number}
+
+
+class Sequences:
+    """The Sender Sequence Numbers of every context, persisted ahead (RFC 8613 7.2.1, B.1.1)
+    in one small file, written atomically (a temporary file, then a rename) only when a context
+    has used up its reserve: once after a boot, then once per `step` numbers. `writes` counts
+    the writes (tests, figures)."""
+
+    def __init__(self, path, contexts):
+        self.path = path
+        self.contexts = contexts
+        self.writes = 0
+        self.broken = False   # the file is there but unreadable: no number is known unused
+
+    def ready(self, ctx):
+        """True when ctx may take a sequence number: persists ahead first when it has to."""
+        if not ctx.sequence.due():
+            return True
+        if self.broken:
+            return False
+        from binascii import hexlify
+        import os
+        # Every context that is due gets its reserve in the same write (all of them after a boot).
+        want = {}
+        for c in self.contexts:
+            s = c.sequence
+            want[hexlify(c.recipient_id).decode()] = s.reserve() if s.due() else s.limit
+        text = "{%s}\n" % ", ".join('"%s": %d' % kv for kv in want.items())
+        tmp = self.path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+            try:
+                os.rename(tmp, self.path)
+            except OSError:  # FAT cannot rename over a file
+                os.remove(self.path)
+                os.rename(tmp, self.path)
+        except OSError as e:
+            log.error("oscore: cannot save %s: %r", self.path, e)
+            return False
+        self.writes += 1
+        for c in self.contexts:
+            c.sequence.persisted(want[hexlify(c.recipient_id).decode()])
+        log.info("oscore: sequence numbers reserved (write %d of %s)", self.writes, self.path)
+        return True
+
+
+class Protect:
+    """endpoint.handler in place of the site: the same request(req, addr, now, mcast)."""
+
+    def __init__(self, endpoint, observe, contexts, policy, store):
+        self.site = endpoint.handler
+        self.endpoint = endpoint
+        self.observe = observe
+        self.contexts = contexts
+        self.policy = policy
+        self.store = store
+        # The Echo value of this boot (RFC 9175; RFC 8613 B.1.2): a request carrying it was
+        # made after this boot, so it may set the replay window.
+        r = endpoint.rand
+        self.echo = bytes(r(8) for _ in range(8))
+        endpoint.handler = self
+        self.watch(observe)
+
+    def watch(self, observe):
+        """Each observer registered through OSCORE keeps its binding here, and its notifications
+        are protected: the observe layer's register, _drop (and failed) and render are wrapped
+        on its instance, so that observe.py holds nothing of this (RAM without keys) but `key`,
+        the binding of the request being answered, which register() also reads."""
+        keys = self.keys = [None] * observe.capacity
+        register, drop, render = observe.register, observe._drop, observe.render
+
+        def registered(addr, req, resource, fmt):
+            n = register(addr, req, resource, fmt)
+            if n >= 0:
+                keys[observe.find(addr, req.token)] = observe.key
+            return n
+
+        def dropped(i, reason):
+            keys[i] = None
+            drop(i, reason)
+
+        def rendered(i, mtype, mid):
+            msg = render(i, mtype, mid)
+            return msg if keys[i] is None else self.encode(keys[i], msg)
+
+        observe.register = registered
+        observe._drop = observe.failed = dropped
+        observe.render = rendered
+
+    def request(self, req, addr, now, mcast):
+        if req.flags & (1 << _OSCORE):
+            if mcast:
+                return None   # no group OSCORE: never an answer to the group
+            return self.unprotect(req, addr, now)
+        policy = self.policy
+        if policy != _ALL and (req.code != _GET or policy == _NONE and not req.path_is(_WKC)):
+            if mcast:
+                return None
+            return self.error(req, _UNAUTHORIZED, b"OSCORE required")
+        return self.site.request(req, addr, now, mcast)
+
+    def error(self, req, code, why):
+        """An unprotected error (RFC 8613 8.2): no OSCORE option, Max-Age 0, a short diagnostic."""
+        w = self.endpoint.header(req, code)
+        w.option_uint(_MAX_AGE, 0)
+        w.payload(why)
+        return w.view()
+
+    def unprotect(self, req, addr, now):
+        status, ctx, pt, bind = oscore.verify_request(self.contexts, req.opt(_OSCORE), req.payload)
+        if status == oscore.MALFORMED:
+            return self.error(req, _BAD_OPTION, b"Failed to decode COSE")
+        if status == oscore.NO_CONTEXT:
+            return self.error(req, _UNAUTHORIZED, b"Security context not found")
+        if status == oscore.REPLAY:
+            return self.error(req, _UNAUTHORIZED, b"Replay detected")
+        if status == oscore.DECRYPT_FAILED:
+            return self.error(req, _BAD_REQUEST, b"Decryption failed")
+        got = oscore.decode_plaintext(pt)
+        if got is None:
+            return self.answer(req, ctx, bind, _BAD_REQUEST, ())
+        if status == oscore.UNSYNCED:
+            # Authentic, but the window is unknown since the boot: fresh only with our Echo.
+            for o in got[1]:
+                if o[0] == _ECHO and o[1] == self.echo:
+                    ctx.replay.start(oscore.piv_int(bind[1]))
+                    break
+            else:
+                return self.answer(req, ctx, bind, _UNAUTHORIZED, ((_ECHO, self.echo),))
+        inner = self.inner(req, got)
+        if inner is None:
+            return self.answer(req, ctx, bind, _BAD_REQUEST, ())
+        obs = self.observe
+        obs.key = (ctx, bind)   # an observation registered now keeps it (observe.py)
+        try:
+            out = self.site.request(inner, addr, now, False)
+        finally:
+            obs.key = None
+        if out is None:
+            return None
+        return self.protect(ctx, bind, out, False)
+
+    def inner(self, req, got):
+        """The request the client protected: outer header (type, MID, token), inner code,
+        inner options plus the outer Class U ones, inner payload; loaded into req, the endpoint's
+        reader, in place of the outer one (no second reader: RAM)."""
+        code, opts, body = got
+        data = req.data
+        for k in range(req.count):
+            num = req.nums[k]
+            if num == _URI_HOST or num == _URI_PORT or num == _PROXY_URI or num == _PROXY_SCHEME:
+                opts.append((num, bytes(data[req.starts[k]:req.ends[k]])))
+        head = bytearray(data[:4 + req.tkl])
+        head[1] = code
+        raw = bytes(head) + oscore.encode_options(opts)
+        if body:
+            raw += b"\xff" + body
+        try:
+            return req.load(raw)
+        except coap.CoapError:
+            return None
+
+    def answer(self, req, ctx, bind, code, opts):
+        """A protected answer made here (4.01 with Echo, 4.00), not by the site."""
+        w = self.endpoint.header(req, code)
+        for o in opts:
+            w.option(o[0], o[1])
+        return self.protect(ctx, bind, w.view(), False)
+
+    def encode(self, key, msg):
+        """observe.render() hook: a notification to an observer registered with OSCORE, protected
+        with its context under a fresh Partial IV (RFC 8613 4.1.3.5.2)."""
+        return self.protect(key[0], key[1], msg, True)
+
+    def protect(self, ctx, bind, msg, new_piv):
+        """The message msg (encoded in the endpoint's writer) protected as the answer to bind
+        (8.3): inner code, options and payload go into the ciphertext; outside stay the header,
+        an outer Observe (then code 2.05, else 2.04) and the OSCORE option."""
+        tkl = msg[0] & 15
+        head = bytes(msg[:4 + tkl])
+        code = msg[1]
+        opts, body = oscore.decode_options(msg, 4 + tkl)
+        observe = None
+        for k in range(len(opts)):
+            if opts[k][0] == _OBSERVE:
+                observe = opts[k][1]
+                opts[k] = (_OBSERVE, b"")   # the inner Observe is empty (4.1.3.5.2)
+        if (new_piv or bind[2]) and not self.store.ready(ctx):
+            w = self.endpoint.writer    # no sequence number may be used: say so, unprotected
+            w.header((head[0] >> 4) & 3, _SERVICE_UNAVAILABLE, (head[2] << 8) | head[3], head[4:])
+            w.option_uint(_MAX_AGE, 0)
+            w.payload(b"no sequence number")
+            return w.view()
+        opt, ct = ctx.protect_response(oscore.encode_plaintext(code, opts, body), bind, new_piv)
+        w = self.endpoint.writer
+        w.header((head[0] >> 4) & 3, _CHANGED if observe is None else _CONTENT,
+                 (head[2] << 8) | head[3], head[4:])
+        if observe is not None:
+            w.option(_OBSERVE, observe)
+        w.option(_OSCORE, opt)
+        w.payload(ct)
+        return w.view()
+

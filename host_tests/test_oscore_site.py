@@ -1,0 +1,329 @@
+# The protection layer (firmware/protect.py) over the shim: OSCORE (RFC 8613) requests and
+# responses, Echo after a boot (RFC 9175, RFC 8613 B.1.2), replay and retransmission, Observe,
+# the sequence file, the access policy for unprotected requests and the config checks. The client
+# side is firmware/oscore.py, which passes the RFC 8613 Appendix C vectors (test_oscore_vectors).
+import json
+
+import pytest
+
+from host import coapmsg as coap
+from harness import OSCORE_CONTEXTS, PEER, OscoreClient, _has_cryptography, oscore_server, request
+
+pytestmark = pytest.mark.skipif(not _has_cryptography(), reason="the `cryptography` package is missing "
+                                "(pip install -r requirements-dev.txt): CPython's AES block for OSCORE")
+
+LAPTOP, PHONE = OSCORE_CONTEXTS
+
+
+def send(server, sock, data, addr=PEER):
+    server.datagram(data, addr)
+    out = sock.take()
+    assert len(out) == 1, out
+    return out[0][0]
+
+
+def synced(server, sock, client, mid=1, addr=PEER):
+    """The first protected request after a boot: a protected 4.01 with Echo; its retry with the
+    Echo value is answered. Returns the retry's answer (inner code, options, payload, PIV)."""
+    data, bind = client.protect(coap.GET, mid=mid)
+    r = send(server, sock, data, addr)
+    assert r.code == coap.CHANGED
+    code, opts, payload, piv = client.open(r, bind)
+    assert code == coap.UNAUTHORIZED and coap.ECHO in opts
+    assert piv is not None   # its own Partial IV: never the request's nonce for this one (B.1.2)
+    data, bind = client.protect(coap.GET, mid=mid + 1, options=[(coap.ECHO, opts[coap.ECHO])])
+    return client.open(send(server, sock, data, addr), bind)
+
+
+@pytest.fixture
+def srv(tmp_path):
+    server, alarm, sock, clock, layer = oscore_server(tmp_path)
+    return server, alarm, sock, clock, layer, tmp_path
+
+
+def test_get_and_put_over_oscore_after_the_echo_round_trip(srv):
+    server, alarm, sock, _, _, _ = srv
+    c = OscoreClient(LAPTOP)
+    code, opts, payload, piv = synced(server, sock, c)
+    assert (code, payload) == (coap.CONTENT, b"OFF")
+    assert opts[coap.CONTENT_FORMAT] == b""   # text/plain, inside
+    data, bind = c.protect(coap.PUT, payload=b"ON", mid=3)
+    r = send(server, sock, data)
+    assert r.code == coap.CHANGED and r.mtype == coap.ACK and r.mid == 3 and r.payload != b"ON"
+    assert r.opt(coap.OSCORE) == b""          # the first response reuses the request's nonce
+    assert c.open(r, bind)[::2] == (coap.CHANGED, b"ON")
+    assert alarm.on
+    data, bind = c.protect(coap.GET, mid=4)
+    assert c.open(send(server, sock, data), bind)[2] == b"ON"
+
+
+def test_unprotected_put_gets_401_and_changes_nothing_reads_still_work(srv):
+    server, alarm, sock, _, _, _ = srv
+    r = send(server, sock, request(coap.PUT, payload=b"ON", mid=7))
+    assert r.code == coap.UNAUTHORIZED and r.opt(coap.OSCORE) is None
+    assert r.payload == b"OSCORE required" and r.opt(coap.MAX_AGE) == b""
+    assert not alarm.on
+    for code in (coap.POST, coap.DELETE):
+        assert send(server, sock, request(code, payload=b"ON", mid=8 + code)).code == coap.UNAUTHORIZED
+    r = send(server, sock, request(coap.GET, mid=20))
+    assert (r.code, r.payload) == (coap.CONTENT, b"OFF")
+    r = send(server, sock, request(coap.GET, mid=21, token=b"o", options=[(coap.OBSERVE, 0)]))
+    assert r.code == coap.CONTENT and r.opt(coap.OBSERVE) is not None
+    assert send(server, sock, request(coap.GET, ".well-known/core", mid=22)).code == coap.CONTENT
+
+
+def test_policy_none_answers_only_discovery_unprotected(tmp_path):
+    server, alarm, sock, _, _ = oscore_server(tmp_path, unprotected="none")
+    assert send(server, sock, request(coap.GET, mid=1)).code == coap.UNAUTHORIZED
+    assert send(server, sock, request(coap.GET, mid=2, options=[(coap.OBSERVE, 0)])).code == coap.UNAUTHORIZED
+    assert len(server.observe) == 0
+    assert send(server, sock, request(coap.PUT, payload=b"ON", mid=3)).code == coap.UNAUTHORIZED
+    assert send(server, sock, request(coap.GET, ".well-known/core", mid=4)).code == coap.CONTENT
+    c = OscoreClient(LAPTOP)
+    assert synced(server, sock, c, mid=5)[::2] == (coap.CONTENT, b"OFF")   # protected: answered
+
+
+def test_policy_all_keeps_unprotected_control_and_protected_still_works(tmp_path):
+    server, alarm, sock, _, _ = oscore_server(tmp_path, unprotected="all")
+    assert send(server, sock, request(coap.PUT, payload=b"ON", mid=1)).code == coap.CHANGED
+    assert alarm.on
+    assert synced(server, sock, OscoreClient(LAPTOP), mid=2)[::2] == (coap.CONTENT, b"ON")
+
+
+def test_a_group_request_is_never_answered_with_an_error(srv):
+    server, _, sock, _, _, _ = srv
+    server.datagram(request(coap.PUT, payload=b"ON", mtype=coap.NON, mid=1), PEER, True)
+    data, _ = OscoreClient(LAPTOP).protect(coap.GET, mtype=coap.NON, mid=2)
+    server.datagram(data, PEER, True)
+    assert sock.take() == [] and server.later == []
+
+
+def test_wrong_key_or_unknown_id_is_refused_and_changes_nothing(srv):
+    server, alarm, sock, _, _, _ = srv
+    wrong = OscoreClient(LAPTOP, secret="ff" * 16)
+    data, _ = wrong.protect(coap.PUT, payload=b"ON", mid=1)
+    r = send(server, sock, data)
+    assert (r.code, r.payload) == (coap.BAD_REQUEST, b"Decryption failed")
+    assert r.opt(coap.OSCORE) is None and r.opt(coap.MAX_AGE) == b""
+    stranger = OscoreClient(dict(LAPTOP, recipient_id="77"))
+    r = send(server, sock, stranger.protect(coap.PUT, payload=b"ON", mid=2)[0])
+    assert (r.code, r.payload) == (coap.UNAUTHORIZED, b"Security context not found")
+    r = send(server, sock, request(coap.POST, "", mid=3, payload=b"xx", options=[(coap.OSCORE, b"\xff")]))
+    assert (r.code, r.payload) == (coap.BAD_OPTION, b"Failed to decode COSE")
+    assert not alarm.on
+    # A flipped ciphertext bit from the right client: refused as well.
+    c = OscoreClient(LAPTOP)
+    synced(server, sock, c, mid=10)
+    data, _ = c.protect(coap.PUT, payload=b"ON", mid=12)
+    data = data[:-1] + bytes((data[-1] ^ 1,))
+    assert send(server, sock, data).code == coap.BAD_REQUEST
+    assert not alarm.on
+
+
+def test_a_replay_under_a_new_mid_is_refused_a_retransmission_gets_the_same_bytes(srv):
+    server, alarm, sock, _, _, _ = srv
+    c = OscoreClient(LAPTOP)
+    synced(server, sock, c)
+    data, bind = c.protect(coap.PUT, payload=b"ON", mid=10)
+    server.datagram(data, PEER)
+    first = sock.sent[-1][0]
+    sock.take()
+    server.datagram(data, PEER)                        # retransmission: the cached reply
+    assert sock.sent[-1][0] == first
+    sock.take()
+    alarm.set(False, "test")
+    replay = bytearray(data)
+    replay[2:4] = (11).to_bytes(2, "big")              # the same request under a new MID
+    r = send(server, sock, bytes(replay))
+    assert (r.code, r.payload) == (coap.UNAUTHORIZED, b"Replay detected") and r.opt(coap.OSCORE) is None
+    assert not alarm.on
+    # The Echo round trip of a boot cannot be replayed either.
+    data, _ = c.protect(coap.GET, mid=12)
+    send(server, sock, data)
+    replay = bytearray(data)
+    replay[2:4] = (13).to_bytes(2, "big")
+    assert send(server, sock, bytes(replay)).code == coap.UNAUTHORIZED
+
+
+def test_an_echo_from_another_boot_does_not_sync(tmp_path):
+    server, _, sock, _, layer = oscore_server(tmp_path)
+    c = OscoreClient(LAPTOP)
+    data, bind = c.protect(coap.GET, mid=1, options=[(coap.ECHO, b"\x00" * 8)])
+    code, opts, _, _ = c.open(send(server, sock, data), bind)
+    assert code == coap.UNAUTHORIZED and opts[coap.ECHO] == layer.echo != b"\x00" * 8
+
+
+def _notes(sock, client, bind):
+    out = []
+    for m, _ in sock.take():
+        code, opts, payload, piv = client.open(m, bind)
+        out.append((m, code, payload, piv))
+    return out
+
+
+def test_observe_over_oscore_every_change_fresh_piv_rising_outer_observe(srv):
+    server, alarm, sock, clock, layer, _ = srv
+    c = OscoreClient(LAPTOP)
+    synced(server, sock, c)
+    data, bind = c.protect(coap.GET, mid=5, token=b"ob", observe=0)
+    r = send(server, sock, data)
+    assert r.code == coap.CONTENT and r.opt(coap.OBSERVE) is not None
+    code, opts, payload, _ = c.open(r, bind)
+    assert (code, payload) == (coap.CONTENT, b"OFF") and opts[coap.OBSERVE] == b""
+    assert layer.keys.count(None) == server.observe.capacity - 1   # an authenticated slot
+    last_obs = coap.uint_decode(r.opt(coap.OBSERVE))
+    pivs = []
+    for k, state in enumerate((True, False, True, False, True, False)):
+        alarm.set(state, "test")
+        server.service()
+        clock.advance(10)
+        for m, code, payload, piv in _notes(sock, c, bind):
+            if m.mtype == coap.CON:
+                server.datagram(request(coap.EMPTY, "", coap.ACK, m.mid, b""), PEER)
+            assert m.code == coap.CONTENT and m.token == b"ob"
+            assert (code, payload) == (coap.CONTENT, b"ON" if state else b"OFF")
+            assert piv is not None
+            pivs.append(coap.uint_decode(piv))
+            obs = coap.uint_decode(m.opt(coap.OBSERVE))
+            assert obs > last_obs
+            last_obs = obs
+    assert len(pivs) == 6 and pivs == sorted(set(pivs))
+    # Deregistered (a protected GET without Observe... here: Observe 1): the slot and its key go.
+    data, bind = c.protect(coap.GET, mid=50, token=b"ob", observe=1)
+    assert c.open(send(server, sock, data), bind)[0] == coap.CONTENT
+    assert len(server.observe) == 0 and layer.keys.count(None) == server.observe.capacity
+
+
+def test_unprotected_and_protected_observers_side_by_side(srv):
+    server, alarm, sock, _, _, _ = srv
+    c = OscoreClient(LAPTOP)
+    synced(server, sock, c)
+    data, bind = c.protect(coap.GET, mid=5, token=b"ob", observe=0)
+    send(server, sock, data)
+    plain = ("127.0.0.1", 40001)
+    send(server, sock, request(coap.GET, token=b"pl", options=[(coap.OBSERVE, 0)], mid=6), plain)
+    alarm.set(True, "test")
+    server.service()
+    out = {a: m for m, a in sock.take()}
+    assert out[plain].payload == b"ON" and out[plain].opt(coap.OSCORE) is None
+    assert out[PEER].payload != b"ON" and c.open(out[PEER], bind)[2] == b"ON"
+
+
+def test_two_clients_with_their_own_contexts_both_observe(srv):
+    server, alarm, sock, _, _, _ = srv
+    a, b = OscoreClient(LAPTOP), OscoreClient(PHONE)
+    addr_b = ("127.0.0.1", 40002)
+    synced(server, sock, a)
+    synced(server, sock, b, addr=addr_b)
+    da, ba = a.protect(coap.GET, mid=5, token=b"a", observe=0)
+    db, bb = b.protect(coap.GET, mid=5, token=b"b", observe=0)
+    send(server, sock, da)
+    send(server, sock, db, addr_b)
+    alarm.set(True, "test")
+    server.service()
+    out = {addr: m for m, addr in sock.take()}
+    assert a.open(out[PEER], ba)[2] == b"ON" and b.open(out[addr_b], bb)[2] == b"ON"
+    with pytest.raises(AssertionError):
+        a.open(out[addr_b], bb)     # the other client's notification is not readable with a's keys
+
+
+def test_sequence_file_written_once_per_boot_and_per_step_numbers_never_reused(tmp_path):
+    step = 16
+    seen = []
+    writes = []
+    for boot in range(3):
+        server, alarm, sock, clock, layer = oscore_server(tmp_path, oscore_seq_step=step)
+        assert layer.store.writes == 0       # nothing written until a number is needed
+        c = OscoreClient(LAPTOP)
+        c.ctx.sequence = c.oscore.SenderSequence(10000 * boot)
+        c.ctx.sequence.persisted(10000 * boot + 5000)
+        code, _, _, _ = synced(server, sock, c)
+        data, bind = c.protect(coap.GET, mid=5, token=b"ob", observe=0)
+        send(server, sock, data)
+        for k in range(40):
+            alarm.set(not alarm.on, "test")
+            server.service()
+            for m, _ in sock.take():
+                seen.append(c.open(m, bind)[3])
+                if m.mtype == coap.CON:
+                    server.datagram(request(coap.EMPTY, "", coap.ACK, m.mid, b""), PEER)
+            clock.advance(10)
+        writes.append(layer.store.writes)
+        stored = json.loads((tmp_path / "oscore_seq.json").read_text())
+        assert set(stored) == {"01", "02"}
+    # 41 numbers a boot (the Echo and 40 notifications) in steps of 16: one write at the first,
+    # then one every 16.
+    assert writes == [3, 3, 3]
+    nums = [coap.uint_decode(p) for p in seen]
+    assert len(nums) == len(set(nums)) == 120
+    assert nums == sorted(nums)
+
+
+def test_a_damaged_sequence_file_refuses_new_numbers_rather_than_reuse_them(tmp_path):
+    (tmp_path / "oscore_seq.json").write_text("{broken")
+    server, alarm, sock, _, _ = oscore_server(tmp_path)
+    c = OscoreClient(LAPTOP)
+    data, _ = c.protect(coap.GET, mid=1)
+    r = send(server, sock, data)
+    assert r.code == coap.SERVICE_UNAVAILABLE and r.opt(coap.OSCORE) is None
+
+
+def test_health_says_how_open_the_board_is(tmp_path):
+    from harness import full_server
+    server, _, sock, _, _ = full_server()
+    r = send(server, sock, request(coap.GET, "health", mid=1))
+    assert json.loads(r.payload)["security"] == "open"
+
+
+def test_retransmitted_echo_request_gets_the_same_echo_reply(srv):
+    server, _, sock, _, _, _ = srv
+    data, _ = OscoreClient(LAPTOP).protect(coap.GET, mid=9)
+    server.datagram(data, PEER)
+    server.datagram(data, PEER)
+    (a, _), (b, _) = sock.sent
+    assert a == b
+
+
+# -- config ---------------------------------------------------------------------------------
+
+def check(raw):
+    from firmware import config
+    said = []
+    return config.validate(raw, said.append), said
+
+
+@pytest.mark.parametrize("bad, why", [
+    (dict(LAPTOP, secret="0102"), 'oscore[0] ("laptop") secret is 2 bytes; it must be 16 to 64'),
+    (dict(LAPTOP, secret="xyz0" * 8), 'secret = "xyz0xyz0'),
+    (dict(LAPTOP, salt="abc"), 'salt = "abc" is not hex'),
+    (dict(LAPTOP, recipient_id="0102030405060708"), "recipient_id is 8 bytes; OSCORE IDs are at most 7"),
+    (dict(LAPTOP, sender_id="01"), "sender_id and recipient_id are equal"),
+    (dict(LAPTOP, key="x"), 'has an unknown field "key"'),
+    ({k: v for k, v in LAPTOP.items() if k != "secret"}, "lacks the field secret"),
+    (dict(LAPTOP, name=""), "name is not a non-empty string"),
+    ("laptop", "oscore[0] is not an object"),
+])
+def test_a_bad_context_is_named_with_the_reason_and_left_out(bad, why):
+    cfg, said = check({"oscore": [bad, PHONE]})
+    assert len(said) == 1 and why in said[0] and said[0].endswith("context left out"), said
+    assert cfg["oscore"] == [PHONE] and cfg["unprotected"] == "read"
+
+
+def test_duplicate_recipient_ids_and_too_many_contexts():
+    cfg, said = check({"oscore": [LAPTOP, dict(PHONE, recipient_id="01")]})
+    assert said == ['config: oscore[1] ("phone") has the same recipient_id as "laptop": each client '
+                    'needs its own; context left out']
+    many = [dict(LAPTOP, name="c%d" % i, recipient_id="%02x" % (i + 1)) for i in range(5)]
+    cfg, said = check({"oscore": many})
+    assert len(cfg["oscore"]) == 4 and "one more than oscore_max_contexts = 4" in said[0]
+    cfg, said = check({"oscore": many, "oscore_max_contexts": 5})
+    assert len(cfg["oscore"]) == 5 and said == []
+
+
+def test_the_policy_defaults_and_needs_a_context():
+    assert check({})[0]["unprotected"] is None                       # "all": nothing else possible
+    assert check({"oscore": [LAPTOP]})[0]["unprotected"] == "read"
+    cfg, said = check({"unprotected": "none"})
+    assert cfg["unprotected"] is None and "needs an oscore context" in said[0]
+    cfg, said = check({"oscore": [LAPTOP], "unprotected": "some"})
+    assert cfg["unprotected"] == "read" and said[0].startswith('config: unprotected = "some" is not ')
