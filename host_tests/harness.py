@@ -519,6 +519,7 @@ def provision_clients(folder, names=("laptop",), port=None):
     with it, e.g. `firmware(**config)` (config holds "port" and "oscore"), then run
     `run_alarmctl("--credentials", creds["laptop"], "get", "127.0.0.1:%d" % port)`."""
     port = port or free_udp_port()
+    os.makedirs(str(folder), exist_ok=True)
     cfg_path = os.path.join(str(folder), "config.json")
     creds = {}
     for name in names:
