@@ -24,12 +24,12 @@ def _why(r):
 
 def test_legit_client_is_served_through_a_mixed_flood_at_the_board_heap(mixed_flood):
     r = mixed_flood
+    assert r["alive"] and r["died_at_s"] is None, _why(r)
     # The flood really happened, at its rate, with every kind of datagram in it.
     assert r["sent_total"] >= 0.9 * r["rate"] * r["flood_seconds"], _why(r)
     assert all(n > 0 for n in r["sent"].values()), r["sent"]
     assert r["during"]["asked"] >= r["flood_seconds"] - 1
     assert r["after"]["asked"] >= r["after_seconds"] - 1
-    assert r["alive"], _why(r)
     assert r["during"]["served_pct"] >= 99.0, _why(r)
     assert r["after"]["served"] == r["after"]["asked"], _why(r)
 

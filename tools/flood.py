@@ -320,6 +320,7 @@ def run(seconds=300.0, after=30.0, rate=500, heap=BOARD_HEAP, seed=10, progress=
            "multicast_to_group": group, "port": fw.port, "mix": mix or MIX, "warm": warm}
     samples = []       # (s since the flood started, heap in use, heap free), after a collection
     stats_failed = [0]
+    died = None
     last = {}
     client = LegitClient(fw.port, seed + 1)
     flooder = Flooder(fw.port, rate, seed, group, mix)
@@ -327,7 +328,7 @@ def run(seconds=300.0, after=30.0, rate=500, heap=BOARD_HEAP, seed=10, progress=
         def sample(t0):
             try:
                 s = fw.stats(timeout=10)
-            except AssertionError:   # no `stats` answer (a dead console, or a dead firmware)
+            except (AssertionError, OSError):   # no `stats` answer (a dead console, or firmware)
                 stats_failed[0] += 1
                 return
             last.update(s)
@@ -354,6 +355,11 @@ def run(seconds=300.0, after=30.0, rate=500, heap=BOARD_HEAP, seed=10, progress=
         i = 0
         while i < seconds + after:
             client.step(t0 + i)
+            if died is None and not fw.alive():
+                died = round(time.monotonic() - t0, 1)
+                say("the firmware died at %s s (exit status %s)" % (died, fw.proc.poll()))
+                say("".join(fw.output[-12:]))
+                break
             if i >= seconds and not flooder.stop.is_set():
                 flooder.stop.set()
                 flooder.thread.join()
@@ -370,12 +376,13 @@ def run(seconds=300.0, after=30.0, rate=500, heap=BOARD_HEAP, seed=10, progress=
             flooder.stop.set()
             flooder.thread.join()
         # The last requests get their whole window, but no more.
-        end = time.monotonic() + MAX_TRANSMIT_WAIT
+        end = time.monotonic() + (0 if died else MAX_TRANSMIT_WAIT)
         while client.open and time.monotonic() < end:
             client.step(min(end, time.monotonic() + 1))
         stop_stats.set()
         st.join()
-        sample(t0)
+        if fw.alive():
+            sample(t0)
     finally:
         flooder.stop.set()
         alive = fw.alive()
@@ -396,7 +403,7 @@ def run(seconds=300.0, after=30.0, rate=500, heap=BOARD_HEAP, seed=10, progress=
         "memory_errors": out.count("MemoryError"),
         "memory_errors_while_receiving": out.count("MemoryError while receiving"),
         "dropped": out.count(" dropped: "), "task_failed": out.count(" failed; going on"),
-        "alive": alive,
+        "alive": alive, "died_at_s": died, "exit_status": fw.proc.returncode,
         "output_tail": fw.output[-12:],
     })
     return res
@@ -414,9 +421,10 @@ def summary(res):
         "after it (%d s): %s/%s served (%s %%)" % (res["after_seconds"], a["served"], a["asked"], a["served_pct"]),
         "heap after gc: in use %s B before, at most %s B; free at least %s B (%s before)" % (
             res["heap_before"], res["heap_max"], res["free_min"], res["free_before"]),
-        "MemoryError lines %d (while receiving %d), datagrams dropped %d, task faults %d, firmware %s" % (
+        "MemoryError lines %d (while receiving %d), datagrams dropped %d, task faults %d, `stats` unanswered %d, "
+        "firmware %s" % (
             res["memory_errors"], res["memory_errors_while_receiving"], res["dropped"], res["task_failed"],
-            "alive" if res["alive"] else "DEAD"),
+            res["stats_failed"], "alive" if res["alive"] else "DEAD (exit %s at %s s)" % (res["exit_status"], res["died_at_s"])),
         "firmware counted: %s" % " ".join("%s=%s" % kv for kv in res["final_stats"].items()),
     ])
 
