@@ -8,6 +8,8 @@ from firmware.compat import const
 
 _IPPROTO_IP = const(0)          # the same everywhere; the unix port's socket module lacks the name
 _IP_MULTICAST_ALL = const(49)   # Linux only
+_RX_SMALL = const(64)           # the receive buffer when a whole one cannot be had: a plain request fits
+_SERVICE_UNAVAILABLE = const(0xA3)
 
 
 
@@ -128,6 +130,18 @@ class App:
                         data, addr = sock.recvfrom(size)
                     except OSError:
                         break
+                    except MemoryError:
+                        # No room in one piece for a whole receive buffer (a fragmented heap,
+                        # under a flood): take the datagram into a small one, so that a plain
+                        # request is still served and the socket never stays full. What fills
+                        # it may have been cut: 5.03, from its header (RFC 7252 5.9.3.4).
+                        try:
+                            data, addr = sock.recvfrom(_RX_SMALL)
+                        except OSError:  # it was read, but its copy found no room: lost
+                            break
+                        if len(data) >= _RX_SMALL:
+                            ep.full(data, addr, mcast, _SERVICE_UNAVAILABLE)
+                            continue
                     try:
                         ep.receive(data, addr, mcast)
                     except OSError:

@@ -125,7 +125,7 @@ class Endpoint:
         slots (fewer with a try) is a heap block per call, and that churn brings the next
         garbage collection closer. docs/design.md."""
         self.received += 1
-        if len(data) >= self.rx_size and self.full(data, addr, mcast):
+        if len(data) >= self.rx_size and self.full(data, addr, mcast, _REQUEST_ENTITY_TOO_LARGE):
             return
         msg = self.parse(data)
         if msg is None:
@@ -204,10 +204,11 @@ class Endpoint:
                 self.reset(msg.mid, addr)
         # else: a request in an ACK or RST, which cannot carry one: ignored
 
-    def full(self, data, addr, mcast):
+    def full(self, data, addr, mcast, code):
         """The datagram filled the receive buffer, so it may have been cut: answer a request
         4.13 from its header alone (RFC 7252 5.9.2.9), rather than act on a truncated one.
-        False when it is not a request (the codec decides what it is)."""
+        (The receive loop passes 5.03 when it had to read into a smaller buffer for want of
+        memory.) False when it is not a request (the codec decides what it is)."""
         b0 = data[0]
         mtype = (b0 >> 4) & 3
         if b0 >> 6 != 1 or b0 & 15 > 8 or not 1 <= data[1] < 32 or mtype > _NON:
@@ -215,9 +216,10 @@ class Endpoint:
         if not mcast:
             w = self.writer
             mid = (data[2] << 8) | data[3]
-            w.header(_ACK if mtype == _CON else _NON, _REQUEST_ENTITY_TOO_LARGE,
+            w.header(_ACK if mtype == _CON else _NON, code,
                      mid if mtype == _CON else self.next_mid(), bytes(data[4:4 + (b0 & 15)]))
-            w.option_uint(_SIZE1, self.max_payload)
+            if code == _REQUEST_ENTITY_TOO_LARGE:
+                w.option_uint(_SIZE1, self.max_payload)
             self.send(w.view(), addr)
         return True
 

@@ -13,7 +13,39 @@ if HERE not in sys.path:
 
 import socket  # noqa: E402
 
-from harness import GROUP, FirmwareProcess, free_udp_port, _multicast_sender  # noqa: E402
+from harness import GROUP, FLOOD_TEST, FirmwareProcess, background_flood, free_udp_port, tool  # noqa: E402
+from harness import _multicast_sender  # noqa: E402
+
+
+def _flood_tools_missing():
+    try:
+        tool("micropython")
+        tool("mpy-cross")
+    except BaseException:   # pytest's skip, outside a test
+        return True
+    return False
+
+
+def pytest_collection_finish(session):
+    # The 5-minute flood starts as soon as the tests are collected (after -k and the like have
+    # chosen them), when its test is among them: it runs in the background of the whole suite.
+    if any(item.nodeid.split("::")[0].endswith(FLOOD_TEST) for item in session.items):
+        if not _flood_tools_missing():
+            background_flood()
+
+
+def pytest_sessionfinish(session):
+    flood = background_flood(start=False)
+    if flood is not None:
+        flood.stop()   # an interrupted or failed run: the flood does not outlive it
+
+
+@pytest.fixture(scope="session")
+def mixed_flood():
+    """The figures of the background flood (tools/flood.py), once it is over."""
+    tool("micropython")   # skips, naming the tool, where it is missing
+    tool("mpy-cross")
+    return background_flood().result()
 
 
 @pytest.fixture

@@ -708,3 +708,72 @@ class OscoreClient:
         assert pt is not None, "response does not verify"
         code, opts, payload = o.decode_plaintext(pt)
         return code, dict(opts), payload, piv
+
+
+# -- the 5-minute mixed flood at the board heap, in the background of the suite -------------
+
+FLOOD_TEST = "test_flood_5min.py"
+
+
+class BackgroundFlood:
+    """tools/flood.py as a process of its own (the firmware under the VM at BOARD_HEAP, the
+    flooder and the legitimate client), writing its figures to a JSON file. conftest.py starts it
+    as soon as the tests are collected, so its minutes overlap the rest of the suite;
+    test_flood_5min.py waits for the figures. COAP_ALARM_FLOOD_SECONDS shortens the flood for
+    local iteration (default 300, which CI and `make test` use)."""
+
+    def __init__(self):
+        import tempfile
+        self.seconds = float(os.environ.get("COAP_ALARM_FLOOD_SECONDS", "300"))
+        self.after = 30.0
+        self.dir = tempfile.mkdtemp(prefix="coap-flood-")
+        self.json = os.path.join(self.dir, "flood.json")
+        self.log = os.path.join(self.dir, "flood.log")
+        self.proc = None
+
+    def start(self):
+        cmd = [sys.executable, os.path.join(ROOT, "tools", "flood.py"), "--seconds", str(self.seconds),
+               "--after", str(self.after), "--json", self.json]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=ROOT, start_new_session=True)
+        return self
+
+    def result(self):
+        """The figures (a dict): waits for the run to end (the flood, the client's time after
+        it, and at most one retransmission window, 93 s, for its last requests)."""
+        try:
+            self.proc.wait(self.seconds + self.after + 93 + 240)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError("the flood run did not end in time:\n" + self.tail())
+        if not os.path.exists(self.json):
+            raise AssertionError("the flood run wrote no figures (exit %s):\n%s" % (self.proc.returncode, self.tail()))
+        with open(self.json) as f:
+            res = json.load(f)
+        if "error" in res:
+            raise AssertionError("the flood run failed: %s\n%s" % (res["error"], self.tail()))
+        return res
+
+    def tail(self, n=40):
+        with open(self.log) as f:
+            return "".join(f.readlines()[-n:])
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+_FLOOD = []
+
+
+def background_flood(start=True):
+    """The session's BackgroundFlood, started on first call (None with start=False and none yet)."""
+    if not _FLOOD and start:
+        _FLOOD.append(BackgroundFlood().start())
+    return _FLOOD[0] if _FLOOD else None

@@ -61,7 +61,14 @@ def test_32bit_figures_are_skipped_with_the_missing_tool_named(monkeypatch, tmp_
 def test_bench_help_runs():
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench.py"), "--help"],
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0 and "--seconds" in r.stdout
+    assert r.returncode == 0 and "--seconds" in r.stdout and "--flood" in r.stdout
+
+
+def test_flood_help_runs():
+    # The flood itself runs in test_flood_5min.py; here only its command line.
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "flood.py"), "--help"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "--seconds" in r.stdout and "--mix" in r.stdout
 
 
 def test_c_client_gets_answers_from_the_ceiling():

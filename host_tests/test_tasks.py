@@ -147,13 +147,19 @@ def test_receive_task_survives_a_fault(monkeypatch, capsys, fault, line):
 # -- finding 6: the receive path on a full heap ------------------------------------------------
 
 class ShortOfMemory(socket.socket):
-    """A UDP socket whose recvfrom fails with MemoryError while `fail` > 0, as on a full heap."""
+    """A UDP socket whose recvfrom fails with MemoryError while `fail` > 0, as on a full heap;
+    with `biggest`, a buffer of more than that many bytes is never found (a fragmented heap)."""
     fail = 0
     calls = 0
     failed = None   # an asyncio.Event set at each failure, if the test wants to know
+    biggest = None
+    sizes = ()
 
     def recvfrom(self, size):
         self.calls += 1
+        self.sizes += (size,)
+        if self.biggest is not None and size > self.biggest:
+            raise MemoryError
         if self.fail:
             self.fail -= 1
             if self.failed is not None:
@@ -176,6 +182,8 @@ def test_a_datagram_that_cannot_be_received_is_received_later(capsys):
             calls = sock.calls
             r = await ask(app, 2, b"ON")   # waits in the socket while the heap is full
             assert (r.code, r.payload) == (coap.CHANGED, b"ON")
+            # A whole buffer, then a small one: both fail, the loop waits; the same once more,
+            # and then the small one is had.
             assert sock.calls - calls == 4
             # The duplicate cache was shed to make room: only the new exchange is in it.
             assert len(app.endpoint.dedup) == 1
@@ -183,7 +191,61 @@ def test_a_datagram_that_cannot_be_received_is_received_later(capsys):
             await stop(app, runner)
 
     asyncio.run(scenario())
-    assert capsys.readouterr().out.count("E MemoryError while receiving; retrying") == 3
+    assert capsys.readouterr().out.count("E MemoryError while receiving; retrying") == 1
+
+
+def test_a_fragmented_heap_still_serves_a_plain_request_at_once(capsys):
+    # Under the 64k flood the heap ends up with kilobytes free but no hole for a whole receive
+    # buffer: every recvfrom(256) fails, for good. A small buffer still takes the datagram: the
+    # GET and the PUT are served at once, and the socket does not fill up (issue 10, finding 6).
+    async def scenario():
+        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        app = make_app(sock)
+        runner = asyncio.create_task(app.run())
+        try:
+            sock.biggest = 64
+            assert (await ask(app, 1)).payload == b"OFF"
+            r = await ask(app, 2, b"ON")
+            assert (r.code, r.payload) == (coap.CHANGED, b"ON")
+            assert app.alarm.on
+            assert max(sock.sizes) > 64 and 64 in sock.sizes   # it did try a whole buffer first
+        finally:
+            await stop(app, runner)
+
+    asyncio.run(scenario())
+    assert "MemoryError" not in capsys.readouterr().out
+
+
+def test_a_request_cut_by_the_small_buffer_gets_503_and_is_not_acted_on():
+    # What fills the small buffer may have been cut: a PUT whose options push it past 64 bytes
+    # is answered 5.03 Service Unavailable from its header (MID and token), and the alarm stays
+    # as it was. A whole buffer would have taken it.
+    async def scenario():
+        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        app = make_app(sock)
+        runner = asyncio.create_task(app.run())
+        loop = asyncio.get_running_loop()
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.setblocking(False)
+        try:
+            sock.biggest = 64
+            long_put = request(coap.PUT, mid=7, token=b"\x77\x78", payload=b"ON",
+                               options=[(coap.URI_HOST, b"h" * 60)])
+            assert len(long_put) > 64
+            await loop.sock_sendto(client, long_put, app.sock.getsockname())
+            r = coap.parse(await asyncio.wait_for(loop.sock_recv(client, 2048), 2))
+            assert (r.mtype, r.code, r.mid, r.token) == (coap.ACK, coap.SERVICE_UNAVAILABLE, 7, b"\x77\x78")
+            assert r.opt(coap.SIZE1) is None
+            assert not app.alarm.on
+        finally:
+            client.close()
+            await stop(app, runner)
+
+    asyncio.run(scenario())
 
 
 def test_no_first_use_import_on_what_a_peer_can_trigger_in_app():

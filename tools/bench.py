@@ -485,7 +485,11 @@ def main():
                     help="also run the firmware of git revision REV (a 'baseline' row): before/after in one run")
     ap.add_argument("--profile", action="store_true",
                     help="only profile one GET inside the firmware (tools/profile_get.py), then stop")
+    ap.add_argument("--flood", action="store_true",
+                    help="only the 5-minute mixed flood at the board heap (tools/flood.py; ~6 min), then stop")
     args = ap.parse_args()
+    if args.flood:
+        sys.exit(subprocess.call([sys.executable, os.path.join(ROOT, "tools", "flood.py")]))
     if args.profile:
         env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
         env.pop("COAP_ALARM_CONFIG", None)
