@@ -1,7 +1,7 @@
 # Block1 reassembly (RFC 7959 2.5) of request bodies up to max_payload bytes.
 # One transfer at a time: a new block 0 from anyone replaces an unfinished one, so the
 # state is one buffer of at most max_payload bytes, whatever clients send.
-# Also Block2 slicing of a reply. Loaded on first use, not at boot (site.py).
+# (Block2 slicing of replies is in site.py.) Loaded on first use, not at boot (site.py).
 from firmware.coap import uint_decode
 from firmware.compat import const, ticks_diff
 
@@ -63,26 +63,6 @@ class Block1:
         req.payload = bytes(self.buf)
         self.clear()
         return None, block_encode(num, False, szx)
-
-
-def block2(b2, payload):
-    """Block2 (RFC 7959 2.4) for a 2.xx reply. b2: the request's Block2 value or None.
-    Returns (False, block of payload, Block2 value, Size2 or -1), or (True, diagnostic, -1, -1)
-    when the request must get 4.02."""
-    num, szx = 0, _MAX_SZX
-    if b2 is not None:
-        num, _more, szx = block_decode(b2)
-        if szx == 7:
-            return True, b"Block2 SZX 7 is reserved", -1, -1
-        if szx > _MAX_SZX:
-            szx = _MAX_SZX
-    size = 16 << szx
-    start = num * size
-    if start and start >= len(payload):
-        return True, b"block beyond the end", -1, -1
-    more = start + size < len(payload)
-    return False, payload[start:start + size], block_encode(num, more, szx), \
-        len(payload) if num == 0 and more else -1
 
 
 def block_decode(value):

@@ -152,7 +152,9 @@ class Endpoint:
         if out >= 0:
             self.duplicates += 1
             out = self.dedup.reply(out)
-            if out is not None:
+            # A retransmission is the same datagram again; a look-alike with the same MID, shorter,
+            # must not draw more than 3x its size (RFC 7252 11.3): it gets nothing.
+            if out is not None and len(out) <= 3 * len(msg.data):
                 self.sock.sendto(out, addr)
             return
         out = self.handler.request(msg, addr, now, False)

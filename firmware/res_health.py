@@ -7,6 +7,7 @@ _GET = const(0x01)
 _CONTENT = const(0x45)
 _JSON = const(50)
 _CBOR = const(60)
+_BLOCK2 = const(23)
 
 
 class Uptime:
@@ -46,13 +47,20 @@ class HealthResource:
         self.store = store        # the state file (persist.Store), or None: persist is off
         self.notify = None        # bound by the site
         self.tail = None          # the constant end of the JSON form, built on first use
+        self.body = None          # the last body handed out, and its format
+        self.fmt = -1
 
     def render(self, fmt):
         from firmware import formats  # JSON and CBOR: loaded by the first /health request
         return formats.health(self, fmt)
 
     def handle(self, req, fmt):
-        return _CONTENT, self.render(fmt)
+        # Block-wise (a small heap, or the amplification bound in site.py): the later blocks
+        # come from the body block 0 was cut from, so the client puts together one snapshot.
+        if self.body is None or self.fmt != fmt or not req.opt_uint(_BLOCK2, 0) >> 4:
+            self.body = self.render(fmt)
+            self.fmt = fmt
+        return _CONTENT, self.body
 
 
 def make(parts):

@@ -2,6 +2,7 @@
 # block-wise glue, Observe registration, the one place a response is encoded, and discovery. The
 # endpoint below calls request(); a protection layer may wrap this object. docs/design.md.
 from firmware import log
+from firmware.coap import uint_decode
 from firmware.compat import const
 
 # CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -178,20 +179,20 @@ class Site:
                 self.observe.forget(addr, req.token)   # deregistration (RFC 7641 3.6)
         return self.reply(req, code, fmt, payload, observe, block1=block1)
 
-    def reply(self, req, code, fmt, payload, observe=-1, size1=-1, block1=-1):
-        """Encode the answer to req: piggybacked on the ACK of a CON, else a NON of its own."""
+    def reply(self, req, code, fmt, payload, observe=-1, size1=-1, block1=-1, szx=_MAX_SZX):
+        """Encode the answer to req: piggybacked on the ACK of a CON, else a NON of its own.
+        szx: the largest Block2 size to use (the amplification bound lowers it)."""
         block = -1
         size2 = -1
+        body = payload
         if code >> 5 != 2:
             if req.flags & (1 << _OBSERVE) and req.code == _GET:
                 # A failed registration: forget any entry (RFC 7641 4.1).
                 self.observe.forget(self.addr, req.token)
-        else:
-            if req.flags & (1 << _BLOCK2) or len(payload) > (16 << _MAX_SZX):
-                from firmware.blockwise import block2  # rare: loaded on first use
-                bad, payload, block, size2 = block2(req.opt(_BLOCK2), payload)
-                if bad:
-                    return self.reply(req, _BAD_OPTION, -1, b"")
+        elif req.flags & (1 << _BLOCK2) or len(payload) > (16 << szx):
+            bad, payload, block, size2 = block2(req.opt(_BLOCK2), payload, szx)
+            if bad:
+                return self.reply(req, _BAD_OPTION, -1, b"")
         w = self.endpoint.header(req, code)
         if observe >= 0:
             w.option_uint(_OBSERVE, observe)
@@ -208,7 +209,45 @@ class Site:
         if size1 >= 0:
             w.option_uint(_SIZE1, size1)
         w.payload(payload)
-        return w.view()
+        out = w.view()
+        over = len(out) - 3 * len(req.data)
+        if over > 0 and self.observe.key is None:
+            # No more than 3x the request's bytes to a source nobody verified (RFC 7252 11.3):
+            # an error loses its diagnostic, a body goes block-wise in smaller blocks. A
+            # protected request (observe.key set) proved its source. docs/security.md.
+            if code >> 5 != 2:
+                if payload:
+                    return self.reply(req, code, fmt, b"", observe, size1, block1)
+            elif szx:
+                over = len(payload) - over
+                szx -= 1
+                while szx and 16 << szx > over:
+                    szx -= 1
+                return self.reply(req, code, fmt, body, observe, size1, block1, szx)
+        return out
+
+
+def block2(b2, payload, szx):
+    """Block2 (RFC 7959 2.4) for a 2.xx reply, in blocks of at most 16 << szx bytes. b2: the
+    request's Block2 value or None. (bad, block of payload, Block2 value, Size2 or -1); bad:
+    the request gets 4.02. A block asked for in a bigger size comes at the same offset."""
+    num = 0
+    if b2 is not None:
+        v = uint_decode(b2)
+        if v & 7 == 7:
+            return True, None, -1, -1
+        num = v >> 4
+        if v & 7 < szx:
+            szx = v & 7
+        else:
+            num <<= (v & 7) - szx
+    size = 16 << szx
+    v = num * size
+    if v and v >= len(payload):
+        return True, None, -1, -1
+    more = v + size < len(payload)
+    return False, payload[v:v + size], (num << 4) | (8 if more else 0) | szx, \
+        len(payload) if num == 0 and more else -1
 
 
 class WellKnownCore:

@@ -1,8 +1,12 @@
 # Boot-only code: read the config, bring up pins and network, build the parts and hand them
 # to App. main() frees this module (and the config validator, and board.py) before the loop
 # runs forever, so none of this code holds RAM afterwards. docs/design.md.
-import firmware
-from firmware import VERSION, compat, log
+import gc
+
+if hasattr(gc, "threshold"):  # MicroPython: collect often while booting, so garbage goes
+    gc.threshold(1024)        # early and holes stay large (a 64k heap boots at 62k, not 64k)
+import firmware  # noqa: E402
+from firmware import VERSION, compat, log  # noqa: E402
 from firmware.app import App, multicast, open_socket
 from firmware.compat import const
 
@@ -10,6 +14,7 @@ from firmware.compat import const
 # is that big and no bigger: a 1152-byte buffer per datagram fragments a small heap (RFC 7252
 # 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
 _RX_HEADROOM = const(192)
+_RD_HEAP = const(74 * 1024)  # RD client: this much heap or more (with persist it boots at 73k)
 
 
 def load_config(path):
@@ -91,8 +96,12 @@ def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
                     cfg["input_active_low"], cfg["input_debounce_ms"], None)
     rd = None
     if cfg["rd_host"]:
-        from firmware import rd as rd_mod
-        rd = rd_mod.attach(ep, cfg, wkc.render)
+        if gc.mem_free() + gc.mem_alloc() < _RD_HEAP:  # README, "rd_host"; a failed import fragments
+            print("rd_host: the directory client needs a heap of %d KB or more, this one has %d KB:"
+                  " serving without registering" % (_RD_HEAP >> 10, (gc.mem_free() + gc.mem_alloc()) >> 10))
+        else:
+            from firmware import rd as rd_mod
+            rd = rd_mod.attach(ep, cfg, wkc.render)
     parts = None
     gc.collect()
     app = App(ep, observe, alarm, port, bind, follow=group and cfg["bind"] == "0.0.0.0", group_sock=group_sock,

@@ -1,5 +1,6 @@
 # Test helpers: a UDP socket shim with a fake clock, a small blocking CoAP client,
 # and the firmware run as a real process (MicroPython VM, or CPython).
+import itertools
 import json
 import os
 import queue
@@ -235,6 +236,51 @@ def request(code, path="alarm", mtype=coap.CON, mid=1, token=b"\x01", payload=b"
     return coap.encode(msg)
 
 
+_BLOCK_MIDS = itertools.count(0x8000)
+
+
+def fetch_rest(send, data, first, limit=200):
+    """A reply whose body came block-wise (Block2, RFC 7959), made whole as a client does
+    (aiocoap and libcoap do it by themselves): ask for the next blocks (the same request, Block2
+    num+1 at the size the server chose, no Observe: RFC 7959 3.4) through send(request bytes) ->
+    reply Message. Returns `first` with the whole body as its payload, and `blocks`: how many
+    replies it took."""
+    first.blocks = 1
+    b2 = first.opt(coap.BLOCK2)
+    if b2 is None or first.code >> 5 != 2:
+        return first
+    num, more, szx = coap.block_decode(b2)
+    assert num == 0, first
+    body = first.payload
+    req = coap.parse(data)
+    while more:
+        assert first.blocks < limit, "too many blocks"
+        num += 1
+        req.options = [o for o in req.options if o[0] not in (coap.BLOCK2, coap.OBSERVE)]
+        req.add(coap.BLOCK2, coap.uint_encode(coap.block_encode(num, False, szx)))
+        req.mid = next(_BLOCK_MIDS) & 0xFFFF   # clear of the MIDs a test counts up from 1
+        r = send(coap.encode(req))
+        assert r.code == first.code, r
+        n, more, rszx = coap.block_decode(r.opt(coap.BLOCK2))
+        assert n << rszx == num << szx, (num, szx, n, rszx)   # the same offset (a smaller block: RFC 7959 2.4)
+        num, szx = n, rszx
+        body += r.payload
+        first.blocks += 1
+    first.payload = body
+    return first
+
+
+def ask_whole(server, sock, data, addr=PEER):
+    """Send one request through the shim; its answer (a Message), with a block-wise body
+    fetched whole (fetch_rest). Every request gets exactly one reply (checked)."""
+    def send(d):
+        server.datagram(d, addr)
+        out = sock.take()
+        assert len(out) == 1, out
+        return out[0][0]
+    return fetch_rest(send, data, send(data))
+
+
 # -- a blocking client over real UDP ------------------------------------------------------
 
 def loopback(k):
@@ -278,6 +324,24 @@ class Client:
         mid = self.next_mid() if mid is None else mid
         self.send(request(code, path, mtype, mid, token, payload, options))
         return self._wait(lambda m: m.token == token or m.mid == mid, timeout, "no response to %s" % path)
+
+    def whole(self, code, path="alarm", payload=b"", mtype=coap.CON, token=b"\x42", options=(), timeout=2.0):
+        """request(), with a body that comes block-wise (Block2) fetched whole (fetch_rest)."""
+        mid = self.next_mid()
+        data = request(code, path, mtype, mid, token, payload, options)
+        self.send(data)
+        first = self._wait(lambda m: m.token == token or m.mid == mid, timeout, "no response to %s" % path)
+
+        def send(d):
+            m = coap.parse(d)
+            m.mid = self.next_mid()
+            self.send(coap.encode(m))
+            if m.mtype == coap.CON:   # the piggybacked answer (not a notification)
+                match = lambda r: r.mid == m.mid and r.mtype == coap.ACK  # noqa: E731
+            else:                     # a NON's answer: its token, and no Observe (RFC 7959 3.4)
+                match = lambda r: r.token == m.token and r.opt(coap.OBSERVE) is None  # noqa: E731
+            return self._wait(match, timeout, "no response to a block of %s" % path)
+        return fetch_rest(send, data, first)
 
     def ack(self, msg):
         """ACK msg if it is confirmable, as a CoAP client does (a notification: the firmware

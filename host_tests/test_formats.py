@@ -6,15 +6,14 @@ import pytest
 
 from firmware import cbor, cbor_read
 from host import coapmsg as coap
-from harness import PEER, full_server, request
+from harness import PEER, ask_whole, full_server, request
 
 
 def ask(server, sock, *args, **kw):
+    # The whole answer, as a client reads it: a body over 3x the request comes block-wise
+    # (RFC 7252 11.3). One reply per request (ask_whole checks).
     addr = kw.pop("addr", PEER)
-    server.datagram(request(*args, **kw), addr)
-    out = sock.take()
-    assert len(out) == 1
-    return out[0][0]
+    return ask_whole(server, sock, request(*args, **kw), addr)
 
 
 @pytest.fixture

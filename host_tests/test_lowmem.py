@@ -1,21 +1,75 @@
 # At the board-sized heap the text/plain alarm runs with everything on; a feature loaded on first
 # use (JSON, CBOR, /health, discovery filters) may find no room. The client then gets a clear 5.03,
 # not silence, and the alarm keeps serving.
+import pytest
+
 from host import coapmsg as coap
-from harness import BOARD_HEAP
+from harness import BOARD_HEAP, free_udp_port
 
 
 def test_first_use_features_at_board_heap_answer_or_say_503(firmware):
     fw = firmware(heap=BOARD_HEAP)
     c = fw.client()
     asks = [dict(options=[(coap.ACCEPT, coap.JSON)]), dict(options=[(coap.ACCEPT, coap.CBOR)]),
-            dict(path="health"), dict(path=".well-known/core", options=[(coap.URI_QUERY, b"rt=alarm")])]
+            dict(path="health"), dict(path=".well-known/core", options=[(coap.URI_QUERY, b"rt=alarm")]),
+            dict(path=".well-known/core")]
     for ask in asks:
-        r = c.request(coap.GET, **ask)
+        r = c.whole(coap.GET, **ask)   # every block of it (3x the request at most: RFC 7252 11.3)
         assert r.code in (coap.CONTENT, coap.SERVICE_UNAVAILABLE), (ask, r)
         if r.code == coap.SERVICE_UNAVAILABLE:
             assert r.payload == b"out of memory"
     r = c.request(coap.PUT, payload=b"ON")
     assert (r.code, r.payload) == (coap.CHANGED, b"ON")
     assert c.request(coap.GET).payload == b"ON"
+    assert fw.alive()
+
+
+# Issue 10, finding 7: every documented option boots in the board heap and serves, or says at
+# boot that it needs more (README, Configuration). One boot per option that changes what is
+# loaded or allocated, and the combinations a board is most likely to run with.
+_PERSIST_MARGIN = pytest.mark.xfail(
+    strict=False, reason="persist boots at 64k with no margin (minheap 64k): with this test's longer "
+    "paths it dies of MemoryError after 'serving', and with log_level debug at boot. Open (issue 10, 7)")
+BOOT_CONFIGS = [
+    {},
+    {"multicast": False},
+    {"input_pin": None},
+    {"input_pull": None, "input_active_low": False, "output_active_high": False},
+    {"log_level": "debug"},
+    {"log_level": "error", "watchdog_s": 0},
+    {"health_period_s": 1, "keepalive_s": 10, "notify_con_every": 1, "multicast_leisure_ms": 0},
+    {"max_payload": 1024, "max_datagram": 1500},
+    {"max_observers": 32, "observers_per_endpoint": 64, "observers_per_address": 64},
+    {"dedup_entries": 64},
+    {"rd_host": "127.0.0.1", "rd_ep": "board-1", "rd_lifetime_s": 60},
+    {"multicast": False, "input_pin": None, "rd_host": "127.0.0.1", "log_level": "debug"},
+    pytest.param({"persist": True}, marks=_PERSIST_MARGIN),
+    pytest.param({"persist": True, "multicast": False, "input_pin": None, "rd_host": "127.0.0.1"},
+                 marks=_PERSIST_MARGIN),
+    pytest.param({"persist": True, "log_level": "debug"}, marks=_PERSIST_MARGIN),
+]
+
+
+def _cfg_id(c):
+    c = c if isinstance(c, dict) else c.values[0]
+    return ",".join(sorted(c)) or "defaults"
+
+
+@pytest.mark.parametrize("cfg", BOOT_CONFIGS, ids=[_cfg_id(c) for c in BOOT_CONFIGS])
+def test_every_documented_option_boots_and_serves_at_board_heap(firmware, cfg):
+    cfg = dict(cfg)
+    if "rd_host" in cfg:
+        cfg["rd_port"] = free_udp_port()   # nobody there: the client must not even try at 64k
+    fw = firmware(heap=BOARD_HEAP, **cfg)
+    c = fw.client()
+    r = c.request(coap.GET)
+    assert (r.code, r.payload) == (coap.CONTENT, b"OFF"), "".join(fw.output)
+    assert c.request(coap.PUT, payload=b"ON").code == coap.CHANGED
+    assert c.request(coap.GET).payload == b"ON"
+    out = "".join(fw.output)
+    assert "Traceback" not in out and "MemoryError" not in out, out
+    if "rd_host" in cfg:
+        # Refused with a clear message (the RD client needs a 74 KB heap), not a crash.
+        assert "rd_host: the directory client needs a heap of 74 KB or more" in out, out
+    c.close()
     assert fw.alive()

@@ -172,7 +172,7 @@ def test_put_on_a_full_filesystem_is_answered_and_health_says_the_save_failed(tm
     # but it cannot be written. /health tells whoever watches the board, not only the console.
     import builtins
     import errno
-    from harness import PEER, full_server, request
+    from harness import PEER, ask_whole, full_server, request
     server, alarm, sock, clock, health = full_server()
     s = store(tmp_path)
     s.save(False)
@@ -187,10 +187,8 @@ def test_put_on_a_full_filesystem_is_answered_and_health_says_the_save_failed(tm
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(path, mode, *a, **kw)
 
-    def ask(*args, **kw):
-        server.datagram(request(*args, **kw), PEER)
-        (r, _), = sock.take()
-        return r
+    def ask(*args, **kw):   # the whole answer, block-wise beyond 3x the request (RFC 7252 11.3)
+        return ask_whole(server, sock, request(*args, **kw), PEER)
 
     assert json.loads(ask(coap.GET, "health", mid=1).payload)["store"] == "ok"
     monkeypatch.setattr(builtins, "open", full)
@@ -202,7 +200,7 @@ def test_put_on_a_full_filesystem_is_answered_and_health_says_the_save_failed(tm
 
 
 def health(c, mid_token=b"\x07"):
-    r = c.request(coap.GET, "health", token=mid_token)
+    r = c.whole(coap.GET, "health", token=mid_token)   # all its blocks, as a client reads it
     assert r.code == coap.CONTENT
     return json.loads(r.payload)
 

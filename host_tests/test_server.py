@@ -48,10 +48,19 @@ def test_put_sets_state_ignoring_case_and_space(srv, body, state):
 
 @pytest.mark.parametrize("body", [b"", b"maybe", b"ONN", b"1"])
 def test_put_bad_payload_is_400_and_state_untouched(srv, body):
-    r = one(srv, request(coap.PUT, payload=body))
+    srv[0].observe.key = b"ctx"   # a protected (verified) request: the diagnostic always comes
+    try:
+        full = one(srv, request(coap.PUT, mid=2, payload=body))
+    finally:
+        srv[0].observe.key = None
+    assert full.code == coap.BAD_REQUEST and full.payload  # a short diagnostic
+    data = request(coap.PUT, payload=body)
+    r = one(srv, data)
     assert r.code == coap.BAD_REQUEST
-    assert r.payload  # a short diagnostic
     assert r.opt(coap.CONTENT_FORMAT) is None
+    # To an unverified source, the diagnostic comes if it fits 3x the request (RFC 7252 11.3).
+    fits = len(coap.encode(full)) <= 3 * len(data)
+    assert r.payload == (full.payload if fits else b"") and len(coap.encode(r)) <= 3 * len(data)
     assert srv[1].on is False and srv[1].changes == 0
 
 

@@ -54,7 +54,7 @@ def test_ping_malformed_and_duplicates(fw):
 
 
 def test_discovery(fw):
-    r = fw.client().request(coap.GET, path=".well-known/core")
+    r = fw.client().whole(coap.GET, path=".well-known/core")   # block-wise: 3x the request at most
     assert r.opt_uint(coap.CONTENT_FORMAT) == coap.LINK_FORMAT
     assert_alarm_link(r.payload)
 
