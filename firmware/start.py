@@ -96,10 +96,12 @@ def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
         inp = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
                     cfg["input_active_low"], cfg["input_debounce_ms"], None)
     rd = None
+    # The whole heap (MicroPython); CPython has no such limit.
+    heap = gc.mem_free() + gc.mem_alloc() if hasattr(gc, "mem_free") else _ROOMY_HEAP
     if cfg["rd_host"]:
-        if gc.mem_free() + gc.mem_alloc() < _RD_HEAP:  # README, "rd_host"; a failed import fragments
+        if heap < _RD_HEAP:  # README, "rd_host"; a failed import would fragment the heap
             print("rd_host: the directory client needs a heap of %d KB or more, this one has %d KB:"
-                  " serving without registering" % (_RD_HEAP >> 10, (gc.mem_free() + gc.mem_alloc()) >> 10))
+                  " serving without registering" % (_RD_HEAP >> 10, heap >> 10))
         else:
             from firmware import rd as rd_mod
             rd = rd_mod.attach(ep, cfg, wkc.render)
@@ -109,7 +111,7 @@ def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
               health=health, health_period=cfg["health_period_s"], uptime=uptime, input=inp, rd=rd)
     if inp is not None:
         inp.on_active = app.press
-    if gc.mem_free() + gc.mem_alloc() >= _ROOMY_HEAP:
+    if heap >= _ROOMY_HEAP:
         # Everything else a request can reach, loaded now: no request ever imports code (a
         # failed import on a full heap left a 64k board deaf). In a smaller heap those requests
         # (JSON, CBOR, /health, Block1, discovery filters) get 5.03. docs/design.md, rule 5.
