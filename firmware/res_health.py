@@ -1,5 +1,7 @@
 # /health: how the board is doing, for dashboards. Observable; the app calls notify() every
-# health_period_s. Its JSON and CBOR forms are in formats.py, loaded on first use.
+# health_period_s. Its JSON and CBOR forms are in formats.py (loaded at boot in a roomy heap).
+import sys
+
 from firmware.compat import const, ticks_diff
 
 # CoAP numbers (host/coapmsg.py has them all), folded into the bytecode: no RAM.
@@ -51,8 +53,10 @@ class HealthResource:
         self.fmt = -1
 
     def render(self, fmt):
-        from firmware import formats  # JSON and CBOR: loaded by the first /health request
-        return formats.health(self, fmt)
+        mod = sys.modules.get("firmware.formats")  # loaded at boot in a roomy heap, else never
+        if mod is None:
+            raise MemoryError  # the site answers 5.03 (docs/design.md, rule 5)
+        return mod.health(self, fmt)
 
     def handle(self, req, fmt):
         # Block-wise (a small heap, or the amplification bound in site.py): the later blocks

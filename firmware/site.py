@@ -1,6 +1,8 @@
 # The request layer: critical options, routing, method and format checks, conditionals,
 # block-wise glue, Observe registration, the one place a response is encoded, and discovery. The
 # endpoint below calls request(); a protection layer may wrap this object. docs/design.md.
+import sys
+
 from firmware import log
 from firmware.coap import uint_decode
 from firmware.compat import const
@@ -122,8 +124,11 @@ class Site:
             if res is not None:
                 if req.flags & (1 << _BLOCK1) and (req.code == _PUT or req.code == _POST):
                     if self.block1 is None:
-                        from firmware.blockwise import Block1  # rare: loaded on first use
-                        self.block1 = Block1(self.max_payload)
+                        # Loaded at boot in a roomy heap, else never (docs/design.md, rule 5)
+                        mod = sys.modules.get("firmware.blockwise")
+                        if mod is None:
+                            return self.reply(req, _SERVICE_UNAVAILABLE, -1, b"")
+                        self.block1 = mod.Block1(self.max_payload)
                     code, block1 = self.block1.feed(req, res.path, addr, now)
                     if code == _REQUEST_ENTITY_TOO_LARGE:
                         return self.reply(req, code, -1, b"", size1=self.max_payload)
@@ -274,9 +279,11 @@ class WellKnownCore:
     def handle(self, req, fmt):
         if not req.flags & (1 << _URI_QUERY):
             return _CONTENT, self.render(fmt)
-        from firmware import linkformat
+        mod = sys.modules.get("firmware.linkformat")  # loaded at boot in a roomy heap, else never
+        if mod is None:
+            raise MemoryError  # the site answers 5.03
         links = []
         for r in self.resources:
-            if r.link and linkformat.matches(r.link, req):
+            if r.link and mod.matches(r.link, req):
                 links.append(r.link)
         return _CONTENT, b",".join(links)

@@ -14,6 +14,7 @@ from firmware.compat import const
 # is that big and no bigger: a 1152-byte buffer per datagram fragments a small heap (RFC 7252
 # 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
 _RX_HEADROOM = const(192)
+_ROOMY_HEAP = const(80 * 1024)  # a heap this big loads every format and filter at boot
 _RD_HEAP = const(74 * 1024)  # RD client: this much heap or more (with persist it boots at 73k)
 
 
@@ -95,10 +96,12 @@ def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
         inp = Input(make_pin(cfg["input_pin"], "in", cfg["input_pull"]),
                     cfg["input_active_low"], cfg["input_debounce_ms"], None)
     rd = None
+    # The whole heap (MicroPython); CPython has no such limit.
+    heap = gc.mem_free() + gc.mem_alloc() if hasattr(gc, "mem_free") else _ROOMY_HEAP
     if cfg["rd_host"]:
-        if gc.mem_free() + gc.mem_alloc() < _RD_HEAP:  # README, "rd_host"; a failed import fragments
+        if heap < _RD_HEAP:  # README, "rd_host"; a failed import would fragment the heap
             print("rd_host: the directory client needs a heap of %d KB or more, this one has %d KB:"
-                  " serving without registering" % (_RD_HEAP >> 10, (gc.mem_free() + gc.mem_alloc()) >> 10))
+                  " serving without registering" % (_RD_HEAP >> 10, heap >> 10))
         else:
             from firmware import rd as rd_mod
             rd = rd_mod.attach(ep, cfg, wkc.render)
@@ -108,6 +111,13 @@ def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
               health=health, health_period=cfg["health_period_s"], uptime=uptime, input=inp, rd=rd)
     if inp is not None:
         inp.on_active = app.press
+    if heap >= _ROOMY_HEAP:
+        # Everything else a request can reach, loaded now: no request ever imports code (a
+        # failed import on a full heap left a 64k board deaf). In a smaller heap those requests
+        # (JSON, CBOR, /health, Block1, discovery filters) get 5.03. docs/design.md, rule 5.
+        for name in ("firmware.blockwise", "firmware.formats", "firmware.cbor", "firmware.cbor_read",
+                     "firmware.linkformat"):
+            __import__(name)
     compat.gc_early()
     return app
 
