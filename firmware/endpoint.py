@@ -151,16 +151,20 @@ class Endpoint:
         out = self.dedup.find(addr, msg.mid, now)
         if out >= 0:
             self.duplicates += 1
+            n = len(msg.data)
+            same = self.dedup.sizes[out] == n
             out = self.dedup.reply(out)
-            # A retransmission is the same datagram again; a look-alike with the same MID, shorter,
-            # must not draw more than 3x its size (RFC 7252 11.3): it gets nothing.
-            if out is not None and len(out) <= 3 * len(msg.data):
+            # A retransmission is the same datagram again (a protected reply may be over 3x its
+            # request); a shorter look-alike with the same MID must not draw more than 3x its
+            # size (RFC 7252 11.3): it gets nothing.
+            if out is not None and (same or len(out) <= 3 * n):
                 self.sock.sendto(out, addr)
             return
+        n = len(msg.data)  # before the handler: a protection layer loads the inner request
         out = self.handler.request(msg, addr, now, False)
         # Cached before it is sent: if sending fails, a retransmission still finds it. A CON's
         # reply is kept for its retransmissions; a repeated NON is just ignored.
-        self.dedup.add(addr, msg, now, out)
+        self.dedup.add(addr, msg, now, out, n)
         if out is not None:
             self.sock.sendto(out, addr)
 

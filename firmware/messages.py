@@ -36,6 +36,7 @@ class DedupCache:
         self.times = array("i", bytes(4 * capacity))   # ticks: < 2**30
         self.replies = [None] * capacity    # None, True (in its arena slot) or bytes
         self.lens = bytearray(capacity)     # the length of a reply in its slot
+        self.sizes = array("H", bytes(2 * capacity))  # the request's length (a retransmission's)
         self.flags = bytearray(capacity)    # 1: a state change, passed over while fresh
         self.size = size                    # each entry's reply slot in the arena
         self.arena = bytearray(size * capacity)
@@ -68,7 +69,7 @@ class DedupCache:
             return self.amv[o:o + self.lens[i]]
         return r
 
-    def add(self, addr, msg, now, reply):
+    def add(self, addr, msg, now, reply, size=0):
         cap = self.capacity
         addrs = self.addrs
         i = self.head
@@ -90,6 +91,7 @@ class DedupCache:
         self.mids[2 * i] = msg.mid >> 8
         self.mids[2 * i + 1] = msg.mid & 0xFF
         self.times[i] = now
+        self.sizes[i] = size  # the datagram's length (msg may be the inner, unprotected one)
         self.flags[i] = 1 if reply is not None and msg.code != _GET and reply[1] >> 5 == 2 else 0
         self.replies[i] = None
         if reply is not None and msg.mtype == _CON:

@@ -244,7 +244,7 @@ def test_after_restarts_clients_recover_through_echo_and_no_sequence_number_is_r
 def test_without_keys_the_board_warns_it_is_open_and_health_says_so(firmware):
     fw = firmware()
     assert any("WARNING: no access control" in line for line in fw.output)
-    r = fw.client().request(coap.GET, "health")
+    r = fw.client().whole(coap.GET, "health")
     assert json.loads(r.payload)["security"] == "open"
 
 

@@ -269,9 +269,9 @@ def test_a_damaged_sequence_file_refuses_new_numbers_rather_than_reuse_them(tmp_
 
 
 def test_health_says_how_open_the_board_is(tmp_path):
-    from harness import full_server
+    from harness import ask_whole, full_server
     server, _, sock, _, _ = full_server()
-    r = send(server, sock, request(coap.GET, "health", mid=1))
+    r = ask_whole(server, sock, request(coap.GET, "health", mid=1))
     assert json.loads(r.payload)["security"] == "open"
 
 
