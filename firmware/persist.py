@@ -12,15 +12,16 @@ FILE = "alarm_state.json"
 class Store:
     def __init__(self, path=FILE):
         self.path = path
-        self.tmp = path + ".tmp"
-        self.saved = None   # what the file holds, so an unchanged state costs no write
+        self.file = path + ".tmp"
+        self.value = None   # what the file holds, so an unchanged state costs no write
+        # (attribute names the VM has anyway: docs/design.md, RAM rule 3)
         self.error = None   # what /health reports as "store": None (ok), or what went wrong
 
     def load(self):
         """The saved state (True for ON); OFF when there is none or it cannot be read."""
         try:
-            os.remove(self.tmp)  # left by a power cut mid-write: the real file is intact
-            log.warning("persist: removed the unfinished %s", self.tmp)
+            os.remove(self.file)  # left by a power cut mid-write: the real file is intact
+            log.warning("persist: removed the unfinished %s", self.file)
         except OSError:
             pass
         try:
@@ -38,24 +39,24 @@ class Store:
             log.error("persist: %s is corrupt (%r); alarm starts OFF", self.path, e)
             self.error = "damaged at boot"
             return False
-        self.saved = on
+        self.value = on
         log.info("persist: restored alarm %s", "ON" if on else "OFF")
         return on
 
     def save(self, on, source=None):
         """Alarm listener: write the new state. A flash error is logged, never raised."""
-        if on == self.saved:
+        if on == self.value:
             return
         try:
-            with open(self.tmp, "w") as f:
+            with open(self.file, "w") as f:
                 f.write('{"on": true}\n' if on else '{"on": false}\n')
             try:
-                os.rename(self.tmp, self.path)
+                os.rename(self.file, self.path)
             except OSError:
                 # FAT cannot rename over a file; littlefs (the ESP32 default) and POSIX can.
                 os.remove(self.path)
-                os.rename(self.tmp, self.path)
-            self.saved = on
+                os.rename(self.file, self.path)
+            self.value = on
             self.error = None
         except OSError as e:  # e.g. ENOSPC, a full filesystem: the 2.04 stands, /health says so
             log.error("persist: cannot save the state to %s: %r", self.path, e)

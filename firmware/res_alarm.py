@@ -21,16 +21,12 @@ def parse_state(fmt, body):
     if fmt == _TEXT_PLAIN:
         word = body.strip().upper()
         return True if word == b"ON" else False if word == b"OFF" else None
-    return _formats().parse_state(fmt, body)
-
-
-def _formats():
     # JSON and CBOR (formats.py): loaded at boot in a roomy heap, never by a request (a heap too
     # small for it answers 5.03: the site turns MemoryError into that). docs/design.md, rule 5.
     mod = sys.modules.get("firmware.formats")
     if mod is None:
         raise MemoryError
-    return mod
+    return mod.parse_state(fmt, body)
 
 
 class AlarmResource:
@@ -65,7 +61,10 @@ class AlarmResource:
             if i == 0:
                 body = b"ON" if a.on else b"OFF"
             else:
-                body = _formats().alarm(fmt, a.on, self.changed_s, a.source)
+                mod = sys.modules.get("firmware.formats")  # as in parse_state()
+                if mod is None:
+                    raise MemoryError
+                body = mod.alarm(fmt, a.on, self.changed_s, a.source)
             self.cache[i] = body
         return body
 

@@ -184,9 +184,9 @@ class Site:
                 self.observe.forget(addr, req.token)   # deregistration (RFC 7641 3.6)
         return self.reply(req, code, fmt, payload, observe, block1=block1)
 
-    def reply(self, req, code, fmt, payload, observe=-1, size1=-1, block1=-1, szx=_MAX_SZX):
+    def reply(self, req, code, fmt, payload, observe=-1, size1=-1, block1=-1, size=_MAX_SZX):
         """Encode the answer to req: piggybacked on the ACK of a CON, else a NON of its own.
-        szx: the largest Block2 size to use (the amplification bound lowers it)."""
+        size: the largest Block2 size to use, as an SZX (the amplification bound lowers it)."""
         block = -1
         size2 = -1
         body = payload
@@ -194,8 +194,8 @@ class Site:
             if req.flags & (1 << _OBSERVE) and req.code == _GET:
                 # A failed registration: forget any entry (RFC 7641 4.1).
                 self.observe.forget(self.addr, req.token)
-        elif req.flags & (1 << _BLOCK2) or len(payload) > (16 << szx):
-            bad, payload, block, size2 = block2(req.opt(_BLOCK2), payload, szx)
+        elif req.flags & (1 << _BLOCK2) or len(payload) > (16 << size):
+            bad, payload, block, size2 = block2(req.opt(_BLOCK2), payload, size)
             if bad:
                 return self.reply(req, _BAD_OPTION, -1, b"")
         w = self.endpoint.header(req, code)
@@ -223,35 +223,36 @@ class Site:
             if code >> 5 != 2:
                 if payload:
                     return self.reply(req, code, fmt, b"", observe, size1, block1)
-            elif szx:
+            elif size:
                 over = len(payload) - over
-                szx -= 1
-                while szx and 16 << szx > over:
-                    szx -= 1
-                return self.reply(req, code, fmt, body, observe, size1, block1, szx)
+                size -= 1
+                while size and 16 << size > over:
+                    size -= 1
+                return self.reply(req, code, fmt, body, observe, size1, block1, size)
         return out
 
 
-def block2(b2, payload, szx):
-    """Block2 (RFC 7959 2.4) for a 2.xx reply, in blocks of at most 16 << szx bytes. b2: the
-    request's Block2 value or None. (bad, block of payload, Block2 value, Size2 or -1); bad:
-    the request gets 4.02. A block asked for in a bigger size comes at the same offset."""
+def block2(value, payload, size):
+    """Block2 (RFC 7959 2.4) for a 2.xx reply, in blocks of at most 16 << size bytes (size: an
+    SZX). value: the request's Block2 option or None. (bad, block of payload, Block2 value,
+    Size2 or -1); bad: the request gets 4.02. A block asked for in a bigger size comes at the
+    same offset. (Argument names the VM knows anyway: docs/design.md, RAM rule 3.)"""
     num = 0
-    if b2 is not None:
-        v = uint_decode(b2)
+    if value is not None:
+        v = uint_decode(value)
         if v & 7 == 7:
             return True, None, -1, -1
         num = v >> 4
-        if v & 7 < szx:
-            szx = v & 7
+        if v & 7 < size:
+            size = v & 7
         else:
-            num <<= (v & 7) - szx
-    size = 16 << szx
-    v = num * size
+            num <<= (v & 7) - size
+    v = num << (size + 4)
+    n = 16 << size
     if v and v >= len(payload):
         return True, None, -1, -1
-    more = v + size < len(payload)
-    return False, payload[v:v + size], (num << 4) | (8 if more else 0) | szx, \
+    more = v + n < len(payload)
+    return False, payload[v:v + n], (num << 4) | (8 if more else 0) | size, \
         len(payload) if num == 0 and more else -1
 
 

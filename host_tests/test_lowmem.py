@@ -27,9 +27,6 @@ def test_first_use_features_at_board_heap_answer_or_say_503(firmware):
 # Issue 10, finding 7: every documented option boots in the board heap and serves, or says at
 # boot that it needs more (README, Configuration). One boot per option that changes what is
 # loaded or allocated, and the combinations a board is most likely to run with.
-_PERSIST_MARGIN = pytest.mark.xfail(
-    strict=False, reason="persist boots at 64k with no margin (minheap 64k): with this test's longer "
-    "paths it dies of MemoryError after 'serving', and with log_level debug at boot. Open (issue 10, 7)")
 BOOT_CONFIGS = [
     {},
     {"multicast": False},
@@ -43,10 +40,9 @@ BOOT_CONFIGS = [
     {"dedup_entries": 64},
     {"rd_host": "127.0.0.1", "rd_ep": "board-1", "rd_lifetime_s": 60},
     {"multicast": False, "input_pin": None, "rd_host": "127.0.0.1", "log_level": "debug"},
-    pytest.param({"persist": True}, marks=_PERSIST_MARGIN),
-    pytest.param({"persist": True, "multicast": False, "input_pin": None, "rd_host": "127.0.0.1"},
-                 marks=_PERSIST_MARGIN),
-    pytest.param({"persist": True, "log_level": "debug"}, marks=_PERSIST_MARGIN),
+    {"persist": True},
+    {"persist": True, "multicast": False, "input_pin": None, "rd_host": "127.0.0.1"},
+    {"persist": True, "log_level": "debug"},
 ]
 
 
@@ -69,7 +65,10 @@ def test_every_documented_option_boots_and_serves_at_board_heap(firmware, cfg):
     out = "".join(fw.output)
     assert "Traceback" not in out and "MemoryError" not in out, out
     if "rd_host" in cfg:
-        # Refused with a clear message (the RD client needs a 74 KB heap), not a crash.
-        assert "rd_host: the directory client needs a heap of 74 KB or more" in out, out
+        # Refused with a clear message (the RD client needs 11 KB free at boot), not a crash.
+        assert "rd_host: the directory client needs 11 KB free at boot" in out, out
+    if "persist" in cfg:
+        # The same for keeping the state (it needs 42 KB free at boot: a 67k heap).
+        assert "persist: keeping the state needs 42 KB free at boot" in out, out
     c.close()
     assert fw.alive()

@@ -47,10 +47,10 @@ def test_leftover_temporary_file_is_ignored_and_removed(tmp_path, capsys):
     # A power cut between writing the temporary file and the rename.
     s = store(tmp_path)
     s.save(True)
-    with open(s.tmp, "w") as f:
+    with open(s.file, "w") as f:
         f.write('{"on": fal')
     assert store(tmp_path).load() is True
-    assert not os.path.exists(s.tmp)
+    assert not os.path.exists(s.file)
     assert "removed the unfinished" in capsys.readouterr().out
 
 
@@ -66,7 +66,7 @@ def test_write_failure_is_logged_not_raised(tmp_path, capsys):
     s = Store(str(tmp_path / "missing-dir" / "alarm_state.json"))
     s.save(True)
     assert "cannot save the state" in capsys.readouterr().out
-    assert s.saved is None  # so the next change tries again
+    assert s.value is None  # so the next change tries again
 
 
 def test_firmware_restores_persisted_state_after_a_restart(firmware):
