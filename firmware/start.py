@@ -15,6 +15,7 @@ from firmware.compat import const
 # 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
 _RX_HEADROOM = const(192)
 _ROOMY_FREE = const(18 * 1024)  # this much free near the end of the boot: load every format and filter
+_OSCORE_FREE = const(24 * 1024)  # what the OSCORE layer loads after this (docs/performance.md)
 _PERSIST_FREE = const(42 * 1024)  # persist: free before it loads (64-bit: a heap of 67k)
 _RD_FREE = const(11 * 1024)  # RD client: this much free (64-bit: a heap of 71k, 74k with persist)
 
@@ -115,7 +116,7 @@ def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
               health=health, health_period=cfg["health_period_s"], uptime=uptime, input=inp, rd=rd)
     if inp is not None:
         inp.on_active = app.press
-    if heap >= _ROOMY_FREE:
+    if heap >= _ROOMY_FREE + (_OSCORE_FREE if cfg["oscore"] else 0):
         # Everything else a request can reach, loaded now: no request ever imports code (a
         # failed import on a full heap left a 64k board deaf). In a smaller heap those requests
         # (JSON, CBOR, /health, Block1, discovery filters) get 5.03. docs/design.md, rule 5.

@@ -104,7 +104,7 @@ def test_sim_rejects_a_bad_port():
     (["--bind", "10.9.9.9"], "sim: error: 10.9.9.9 is not an address of this computer: use 127.0.0.1"),
     (["--bind", "::1"], "sim: error: ::1 is an IPv6 address, and the firmware speaks IPv4 only"),
     (["--bind", "no-such-host.invalid"], "is neither an IPv4 address nor a name this computer knows"),
-    (["--heap", "16k"], "sim: error: a 16k heap is too small: the firmware serves in 63k or more"),
+    (["--heap", "16k"], "sim: error: a 16k heap is too small: the firmware serves in 64k or more"),
     (["--heap", "lots"], "sim: error: heap size 'lots' is not a size such as 64k or 1m"),
 ])
 def test_ordinary_mistakes_get_one_clear_line(args, message):
@@ -137,9 +137,9 @@ def test_too_little_heap_for_the_configuration_is_one_line(tmp_path):
     # Bigger tables than the defaults do not fit where the defaults just boot.
     path = tmp_path / "big.json"
     path.write_text(json.dumps({"dedup_entries": 256, "max_observers": 64, "max_payload": 1024}))
-    err = run_sim("--port", str(free_udp_port()), "--heap", "63k", "--config", str(path))
-    assert err == ("sim: error: the firmware ran out of memory while starting in a 63k heap: the "
-                   "default configuration serves in 63k or more, larger limits need more (64k is "
+    err = run_sim("--port", str(free_udp_port()), "--heap", "64k", "--config", str(path))
+    assert err == ("sim: error: the firmware ran out of memory while starting in a 64k heap: the "
+                   "default configuration serves in 64k or more, larger limits need more (64k is "
                    "the board-like size)\n")
 
 
