@@ -5,33 +5,19 @@
 import os
 import random
 import socket
+import sys
 import time
 
 from host import coapmsg as coap
-from harness import BOARD_HEAP, loopback, request
+from harness import BOARD_HEAP, ROOT, loopback, request
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from flood import malformed  # noqa: E402  (the storm's hostile datagrams, as the flood's)
 
 STORM = 100000
 BURST = 250          # datagrams between two pacing pings: far below the socket buffer
 MAX_OBSERVERS = 8
 STORM_SECONDS = 120  # a bound, not a measurement: ~10 s is usual
-
-
-def _hostile(rnd):
-    """One datagram: random bytes, or a valid request with some bytes broken."""
-    if rnd.random() < 0.5:
-        return rnd.randbytes(rnd.randrange(0, 64))
-    raw = bytearray(request(rnd.choice((1, 2, 3, 4, 5)), rnd.choice(("alarm", ".well-known/core", "x/y")),
-                            mtype=rnd.randrange(4), mid=rnd.randrange(65536),
-                            token=rnd.randbytes(rnd.randrange(9)), payload=rnd.choice((b"", b"ON", b"OFF")),
-                            options=rnd.choice(((), ((coap.OBSERVE, 0),), ((9, b"x"),)))))
-    for _ in range(rnd.randrange(1, 4)):
-        i = rnd.randrange(len(raw))
-        if rnd.random() < 0.7:
-            raw[i] = rnd.randrange(256)
-        else:
-            del raw[i:]
-            break
-    return bytes(raw)
 
 
 def _ping(c, tries=5):
@@ -101,7 +87,7 @@ def _run(fw):
     deadline = time.monotonic() + STORM_SECONDS
     for _ in range(STORM // BURST):
         for _ in range(BURST):
-            storm.sendto(_hostile(rnd), target)
+            storm.sendto(malformed(rnd), target)
         _ping(ctl)
         assert time.monotonic() < deadline, "storm too slow: %s" % "".join(fw.output[-5:])
     storm.close()

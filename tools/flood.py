@@ -81,7 +81,7 @@ def multicast_works():
 
 
 def malformed(rnd):
-    """Random bytes, or a valid request with some bytes broken (as test_storm.py's storm)."""
+    """Random bytes, or a valid request with some bytes broken (test_storm.py's storm sends these too)."""
     if rnd.random() < 0.5:
         return rnd.randbytes(rnd.randrange(0, 64))
     raw = bytearray(request(rnd.choice((1, 2, 3, 4, 5)), rnd.choice(("alarm", ".well-known/core", "x/y")),
