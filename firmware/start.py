@@ -16,6 +16,7 @@ from firmware.compat import const
 _RX_HEADROOM = const(192)
 _ROOMY_FREE = const(18 * 1024)  # this much free near the end of the boot: load every format and filter
 _OSCORE_FREE = const(24 * 1024)  # what the OSCORE layer loads after this (docs/performance.md)
+_OSCORE_HEAP = const(92)  # the heap (k) the unix port runs it in, to say so
 _PERSIST_FREE = const(42 * 1024)  # persist: free before it loads (64-bit: a heap of 67k)
 _RD_FREE = const(11 * 1024)  # RD client: this much free (64-bit: a heap of 71k, 74k with persist)
 
@@ -160,6 +161,12 @@ def main():
         link.on_up = app.network_up  # e.g. re-register at the directory
     if cfg["oscore"]:
         # OSCORE in front of the site: its code loads only with a context; its boot part goes again.
+        gc.collect()
+        if machine is None and hasattr(gc, "mem_free") and gc.mem_free() < _OSCORE_FREE:
+            # A fixed heap too small for it: stop, never serve open what was meant to be protected.
+            print("oscore: the keys need %d KB free at boot, there are %d KB: not serving (a bigger"
+                  " heap, e.g. make sim HEAP=%dk)" % (_OSCORE_FREE >> 10, gc.mem_free() >> 10, _OSCORE_HEAP))
+            raise SystemExit(1)
         __import__("firmware.oscore_boot", None, None, ("make",)).make(app, cfg, path[:path.rfind("/") + 1])
     if store is not None:
         app.alarm.listeners.append(store.save)
