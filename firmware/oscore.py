@@ -18,7 +18,7 @@
 # A server's request layer, for a request with an OSCORE option (9):
 #   status, ctx, pt, req = verify_request(contexts, option_value, payload)
 #     MALFORMED: 4.02; NO_CONTEXT, REPLAY: 4.01; DECRYPT_FAILED: 4.00 (unprotected, Max-Age 0)
-#     UNSYNCED: if the inner Echo is the one sent, ctx.replay.start(piv_int(req[1])) and go on;
+#     UNSYNCED: if the inner Echo is the one sent, ctx.replay.start(<req[1] as a number>), go on;
 #               else answer a protected 4.01 carrying a new Echo (it gets its own Partial IV)
 #   the plaintext is the inner code, inner options and payload (None or malformed: a protected
 #   4.00); the outer Class U options are merged back
@@ -54,26 +54,15 @@ UNSYNCED = const(5)        # authentic, but the window is unknown: check the inn
 #                            response carry the server's own Partial IV
 
 
-def _bstr(data):
-    # data as a CBOR byte string (RFC 8949), shorter than 64 KiB
-    n = len(data)
-    if n < 24:
-        return bytes((0x40 | n,)) + data
-    return (bytes((0x58, n)) if n < 0x100 else bytes((0x59, n >> 8, n & 0xFF))) + data
-
-
-def aad(request_kid, request_piv, class_i=b""):
+def aad(request_kid, request_piv):
     """AAD = Enc_structure ["Encrypt0", h'', external_aad] (5.4) over
-    aad_array [1, [alg], request_kid, request_piv, Class I options]."""
+    aad_array [1, [alg], request_kid, request_piv, Class I options (none)], for a kid of at
+    most 7 bytes and a Partial IV of at most 5 (host/oscore_client.py has the general one)."""
     lk = len(request_kid)
     lp = len(request_piv)
-    if class_i or lk + lp > 16:
-        return _ENCRYPT0 + _bstr(b"\x85\x01\x81\x0a" + _bstr(request_kid) + _bstr(request_piv)
-                                 + _bstr(class_i))
-    # the usual one (a short kid and Partial IV, no Class I option): one allocation
     out = bytearray(19 + lk + lp)
     out[:11] = _ENCRYPT0
-    out[11] = 0x47 + lk + lp
+    out[11] = 0x47 + lk + lp   # the byte string around aad_array: 7 + lk + lp bytes, < 24
     out[12:16] = b"\x85\x01\x81\x0a"
     out[16] = 0x40 | lk
     out[17:17 + lk] = request_kid
@@ -82,23 +71,6 @@ def aad(request_kid, request_piv, class_i=b""):
     out[18 + lk + lp] = 0x40
     return out
 
-
-def piv_bytes(n):
-    """Partial IV of sequence number n: big-endian, no leading zero bytes, 0 is b"\\x00"."""
-    k = 1
-    while n >> (k << 3):
-        k += 1
-    return n.to_bytes(k, "big")
-
-
-def piv_int(piv):
-    """A Partial IV as a number (an unsigned integer, as a CoAP option value is)."""
-    return int.from_bytes(piv, "big")
-
-
-def _id_part(ident):
-    # The nonce's ID part (5.2): the length, then the ID left-padded to 7 bytes, as a number.
-    return (len(ident) << 96) | (int.from_bytes(ident, "big") << 40)
 
 class SenderSequence:
     """The Sender Sequence Number (RFC 8613 7.2, Appendix B.1.1).
@@ -176,13 +148,6 @@ class ReplayWindow:
         p = n % size
         bits[p >> 3] |= 1 << (p & 7)
 
-    def check_and_mark(self, n):
-        """fresh(n), and if so mark(n): True when n is accepted."""
-        if not self.fresh(n):
-            return False
-        self.mark(n)
-        return True
-
     def start(self, n):
         """An Echo-verified request with number n: the window becomes known, with n accepted
         and everything up to n counting as received (n is the lower limit)."""
@@ -191,10 +156,6 @@ class ReplayWindow:
             bits[i] = 0xFF
         self.top = n
         self.known = True
-
-    def forget(self):
-        """Back to "unknown", as after a boot."""
-        self.known = False
 
 
 class SecurityContext:
@@ -211,6 +172,8 @@ class SecurityContext:
     request's AAD, which its responses share). Keep it as long as responses may follow (an
     observation's lifetime)."""
 
+    id_context = None
+
     def __init__(self, secret, sender_id, recipient_id, salt=b"", id_context=None,
                  sequence=None, replay=None):
         from firmware.oscore_keys import derive   # boot-only: freed once the contexts are made
@@ -218,43 +181,38 @@ class SecurityContext:
         self._send, self._recv, iv = derive(secret, sender_id, recipient_id, salt, id_context)
         self.sender_id = bytes(sender_id)
         self.recipient_id = bytes(recipient_id)
-        self.id_context = None if id_context is None else bytes(id_context)
+        if id_context is not None:
+            self.id_context = bytes(id_context)
         # The nonces of either side's Partial IVs, less the Partial IV (5.2), as numbers.
         iv = int.from_bytes(iv, "big")
-        self._sn = iv ^ _id_part(self.sender_id)
-        self._rn = iv ^ _id_part(self.recipient_id)
+        # [len(ID), ID left-padded to 7, 5 zero bytes] XOR Common IV, for either ID
+        self._sn = iv ^ (len(sender_id) << 96) ^ (int.from_bytes(sender_id, "big") << 40)
+        self._rn = iv ^ (len(recipient_id) << 96) ^ (int.from_bytes(recipient_id, "big") << 40)
         self.sequence = SenderSequence() if sequence is None else sequence
         self.replay = ReplayWindow() if replay is None else replay
 
-    def nonce(self, id_piv, piv):
-        """AEAD nonce (5.2): [len(ID_PIV), ID_PIV left-padded to 7, PIV left-padded to 5]
-        XOR Common IV. nonce(b"", b"") is the Common IV."""
-        if id_piv == self.recipient_id:
-            n = self._rn
-        elif id_piv == self.sender_id:
-            n = self._sn
-        else:
-            n = self._rn ^ _id_part(self.recipient_id) ^ _id_part(id_piv)
-        return (n ^ int.from_bytes(piv, "big")).to_bytes(13, "big")
-
     def _take(self):
+        # The next Sender Sequence Number as a Partial IV: big-endian, no leading zero bytes.
         n = self.sequence.take()
         if n < 0:
             raise ValueError("OSCORE sender sequence number not persisted ahead")
-        return piv_bytes(n)
+        k = 1
+        while n >> (k << 3):
+            k += 1
+        return n.to_bytes(k, "big")
 
-    def unprotect_request(self, piv, payload, class_i=b""):
+    def unprotect_request(self, piv, payload):
         """RFC 8613 8.2 steps 4-6, without the replay window (see verify_request()): returns
         (plaintext, request binding), or None if it does not verify."""
         kid = self.recipient_id
-        a = aad(kid, piv, class_i)
+        a = aad(kid, piv)
         pt = ccm_decrypt(self._recv, (self._rn ^ int.from_bytes(piv, "big")).to_bytes(13, "big"),
                          a, payload, _TAG_LEN)
         if pt is None:
             return None
         return pt, [kid, piv, False, a]   # a response's AAD is its request's (5.4)
 
-    def protect_response(self, plaintext, request, new_piv=False, class_i=b""):
+    def protect_response(self, plaintext, request, new_piv=False):
         """RFC 8613 8.3: returns (OSCORE option value, ciphertext) of a response to `request`.
         The first response may reuse the request's nonce (empty option value); a response with
         new_piv, and any later response to the same request (Observe notifications), carries its
@@ -265,38 +223,32 @@ class SecurityContext:
             nonce = (self._sn ^ int.from_bytes(piv, "big")).to_bytes(13, "big")
             opt = bytes((len(piv),)) + piv   # flags (the Partial IV's length), Partial IV (6.1)
         else:
-            request[2] = True
-            nonce = self.nonce(kid, rpiv)
+            request[2] = True   # the request's own nonce (its kid is our recipient_id)
+            nonce = (self._rn ^ int.from_bytes(rpiv, "big")).to_bytes(13, "big")
             opt = b""
-        a = request[3] if len(request) > 3 and not class_i else aad(kid, rpiv, class_i)
+        a = request[3] if len(request) > 3 else aad(kid, rpiv)
         return opt, ccm_encrypt(self._send, nonce, a, plaintext, _TAG_LEN)
 
 
-def find_context(contexts, kid, kid_context=None):
-    """The context whose Recipient ID is kid (and ID Context kid_context, when one was sent)."""
-    for c in contexts:
-        if c.recipient_id == kid and (kid_context is None or c.id_context == kid_context):
-            return c
-    return None
-
-
-def verify_request(contexts, option, payload, class_i=b""):
+def verify_request(contexts, option, payload):
     """RFC 8613 8.2 steps 2-6 for a server: (status, context, plaintext, request binding).
     status is OK or one of the errors above; context is set for REPLAY, DECRYPT_FAILED, OK and
     UNSYNCED, plaintext and binding for OK and UNSYNCED. The window is marked only for OK; for UNSYNCED the caller
-    checks the inner Echo and then calls context.replay.start(piv_int(binding[1]))."""
+    checks the inner Echo and then calls context.replay.start(<binding[1] as a number>)."""
     fields = decode_option(option)
     if fields is None or fields[0] is None or fields[1] is None:
         return MALFORMED, None, None, None
     piv, kid, kid_context = fields
-    ctx = find_context(contexts, kid, kid_context)
-    if ctx is None:
+    for ctx in contexts:   # the one whose Recipient ID is kid (and ID Context, if sent)
+        if ctx.recipient_id == kid and (kid_context is None or ctx.id_context == kid_context):
+            break
+    else:
         return NO_CONTEXT, None, None, None
-    seq = piv_int(piv)
+    seq = int.from_bytes(piv, "big")
     window = ctx.replay
     if window.known and not window.fresh(seq):
         return REPLAY, ctx, None, None
-    got = ctx.unprotect_request(piv, payload, class_i)
+    got = ctx.unprotect_request(piv, payload)
     if got is None:
         return DECRYPT_FAILED, ctx, None, None
     if not window.known:

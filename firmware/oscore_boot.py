@@ -15,8 +15,7 @@ def make(app, cfg, folder=""):
         ctx = oscore.SecurityContext(u(c["secret"]), u(c["sender_id"]), u(c["recipient_id"]),
                                      u(c.get("salt", "")),
                                      replay=oscore.ReplayWindow(cfg["oscore_window"]))
-        ctx.name = c["name"]
-        contexts.append(ctx)
+        contexts.append(ctx)   # its name is for the log below only: not kept (RAM)
     store = protect.Sequences(folder + protect.FILE, contexts)
     # The sequence file: {"<recipient_id hex>": a number no message under that context used yet}.
     try:
@@ -36,7 +35,7 @@ def make(app, cfg, folder=""):
         n = data.get(hexlify(c.recipient_id).decode(), 0)
         c.sequence = oscore.SenderSequence(n if isinstance(n, int) and n > 0 else 0, step)
     log.info("oscore: %d client(s) (%s); unprotected requests: %s", len(contexts),
-             ", ".join(c.name for c in contexts), cfg["unprotected"])
+             ", ".join(c["name"] for c in cfg["oscore"]), cfg["unprotected"])
     layer = protect.Protect(app.endpoint, app.observe, contexts,
                             ("all", "read", "none").index(cfg["unprotected"]), store)
     import firmware

@@ -6,7 +6,7 @@
 #   endpoint ──► Protect.request ──► site.request       (endpoint.handler is this object)
 #                 unprotect the request (8.2), rebuild it as the inner request in a reader of
 #                 its own, let the site answer it, protect the site's answer (8.3)
-#   observe.render ──► Protect.encode                    (notifications of protected observers;
+#   observe.render ──► Protect.protect                   (notifications of protected observers;
 #                                                          Protect.watch wraps observe's methods)
 from firmware import coap, log, oscore
 from firmware.compat import const
@@ -120,7 +120,9 @@ class Protect:
 
         def rendered(i, mtype, mid):
             msg = render(i, mtype, mid)
-            return msg if keys[i] is None else self.encode(keys[i], msg)
+            # an observer registered with OSCORE: protected with its context under a fresh
+            # Partial IV (RFC 8613 4.1.3.5.2)
+            return msg if keys[i] is None else self.protect(keys[i][0], keys[i][1], msg, True)
 
         observe.register = registered
         observe._drop = observe.failed = dropped
@@ -161,7 +163,7 @@ class Protect:
             # Authentic, but the window is unknown since the boot: fresh only with our Echo.
             if req.opt(_ECHO) != self.echo:
                 return self.answer(req, ctx, bind, _UNAUTHORIZED, ((_ECHO, self.echo),))
-            ctx.replay.start(oscore.piv_int(bind[1]))
+            ctx.replay.start(int.from_bytes(bind[1], "big"))
         obs = self.observe
         obs.key = (ctx, bind)   # an observation registered now keeps it (observe.py)
         try:
@@ -215,11 +217,6 @@ class Protect:
         for o in opts:
             w.option(o[0], o[1])
         return self.protect(ctx, bind, w.view(), False)
-
-    def encode(self, key, msg):
-        """observe.render() hook: a notification to an observer registered with OSCORE, protected
-        with its context under a fresh Partial IV (RFC 8613 4.1.3.5.2)."""
-        return self.protect(key[0], key[1], msg, True)
 
     def protect(self, ctx, bind, msg, new_piv):
         """The message msg (encoded in the endpoint's writer) protected as the answer to bind

@@ -1,12 +1,14 @@
 # The OSCORE (RFC 8613) API of firmware/oscore.py with the client's side, for hosts, tests and
 # tools (CPython, or the MicroPython VM with the board build): a board is a server and never loads
 # this (RAM). `from host import oscore_client as oscore` has everything firmware.oscore has, plus:
-#   SecurityContext  with protect_request (8.1) and unprotect_response (8.4) too
+#   SecurityContext  with protect_request (8.1), unprotect_response (8.4) and nonce() too
+#   ReplayWindow     with check_and_mark() and forget() too
+#   aad              for any kid, Partial IV and Class I options; piv_bytes, find_context
 #   option_value     the OSCORE option value (6.1) with kid and kid context
 #   split_options / outer_code   the Class E / Class U split (4.1), the outer code (4.2)
 #   encode_options / decode_options / encode_plaintext / decode_plaintext   the plaintext (5.3)
 from firmware.oscore import *  # noqa: F401,F403  (the server's side, as it is)
-from firmware.oscore import SecurityContext as _Server, aad, piv_int  # noqa: F401
+from firmware.oscore import SecurityContext as _Server, ReplayWindow as _Window
 from firmware.oscore_crypto import ccm_decrypt, ccm_encrypt
 from firmware.compat import const
 
@@ -26,8 +28,73 @@ _PROXY_URI = const(35)
 _PROXY_SCHEME = const(39)
 
 
+_ENCRYPT0 = b"\x83\x68Encrypt0\x40"
+
+
+def _bstr(data):
+    # data as a CBOR byte string (RFC 8949), shorter than 64 KiB
+    n = len(data)
+    if n < 24:
+        return bytes((0x40 | n,)) + data
+    return (bytes((0x58, n)) if n < 0x100 else bytes((0x59, n >> 8, n & 0xFF))) + data
+
+
+def aad(request_kid, request_piv, class_i=b""):
+    """AAD = Enc_structure ["Encrypt0", h'', external_aad] (5.4) over
+    aad_array [1, [alg], request_kid, request_piv, Class I options]."""
+    return _ENCRYPT0 + _bstr(b"\x85\x01\x81\x0a" + _bstr(request_kid) + _bstr(request_piv)
+                             + _bstr(class_i))
+
+
+def piv_int(piv):
+    """A Partial IV as a number (an unsigned integer, as a CoAP option value is)."""
+    return int.from_bytes(piv, "big")
+
+
+def _id_part(ident):
+    # The nonce's ID part (5.2): the length, then the ID left-padded to 7 bytes, as a number.
+    return (len(ident) << 96) | (int.from_bytes(ident, "big") << 40)
+
+
+def piv_bytes(n):
+    """Partial IV of sequence number n: big-endian, no leading zero bytes, 0 is b"\\x00"."""
+    k = 1
+    while n >> (k << 3):
+        k += 1
+    return n.to_bytes(k, "big")
+
+
+def find_context(contexts, kid, kid_context=None):
+    """The context whose Recipient ID is kid (and ID Context kid_context, when one was sent)."""
+    for c in contexts:
+        if c.recipient_id == kid and (kid_context is None or c.id_context == kid_context):
+            return c
+    return None
+
+
+class ReplayWindow(_Window):
+    """firmware.oscore.ReplayWindow with two conveniences."""
+
+    def check_and_mark(self, n):
+        """fresh(n), and if so mark(n): True when n is accepted."""
+        if not self.fresh(n):
+            return False
+        self.mark(n)
+        return True
+
+    def forget(self):
+        """Back to "unknown", as after a boot."""
+        self.known = False
+
+
 class SecurityContext(_Server):
     """firmware.oscore.SecurityContext with the client's side too."""
+
+    def nonce(self, id_piv, piv):
+        """AEAD nonce (5.2): [len(ID_PIV), ID_PIV left-padded to 7, PIV left-padded to 5]
+        XOR Common IV. nonce(b"", b"") is the Common IV."""
+        n = self._rn ^ _id_part(self.recipient_id) ^ _id_part(id_piv)
+        return (n ^ int.from_bytes(piv, "big")).to_bytes(13, "big")
 
     # -- client ----------------------------------------------------------------------------
     def protect_request(self, plaintext, kid_context=False, class_i=b""):
