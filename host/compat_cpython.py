@@ -65,7 +65,7 @@ def pending(sock):
 
 class _Aes:
     # cryptolib.aes(key, mode[, IV]) for the OSCORE code under CPython, from the `cryptography`
-    # package, as MicroPython's behaves: mode 1 (ECB) or 2 (CBC, IV default zero bytes, the chaining
+    # package, as MicroPython's behaves: mode 1 (ECB) or 2 (CBC, with a 16-byte IV; the chaining
     # value carried from one encrypt() call to the next); input a whole number of 16-byte blocks;
     # encrypt(in_buf) returns bytes, encrypt(in_buf, out_buf) writes out_buf (may be in_buf).
     def __init__(self, key, mode, IV=None):
@@ -73,7 +73,9 @@ class _Aes:
         if mode == 1:
             m = modes.ECB()
         elif mode == 2:
-            m = modes.CBC(bytes(IV) if IV is not None else bytes(16))
+            if IV is None or len(IV) != 16:
+                raise ValueError("IV")   # as MicroPython's: CBC needs its 16-byte IV
+            m = modes.CBC(bytes(IV))
         else:
             raise ValueError("mode")
         self._enc = Cipher(algorithms.AES(bytes(key)), m).encryptor()
