@@ -16,6 +16,10 @@ def make(app, cfg, folder=""):
                                      u(c.get("salt", "")),
                                      replay=oscore.ReplayWindow(cfg["oscore_window"]))
         contexts.append(ctx)   # its name is for the log below only: not kept (RAM)
+    import firmware
+    import gc
+    firmware.unload("oscore_keys")   # the keys are derived: the derivation goes before the layer comes
+    gc.collect()
     store = protect.Sequences(folder + protect.FILE, contexts)
     # The sequence file: {"<recipient_id hex>": a number no message under that context used yet}.
     try:
@@ -38,7 +42,5 @@ def make(app, cfg, folder=""):
              ", ".join(c["name"] for c in cfg["oscore"]), cfg["unprotected"])
     layer = protect.Protect(app.endpoint, app.observe, contexts,
                             ("all", "read", "none").index(cfg["unprotected"]), store)
-    import firmware
-    firmware.unload("oscore_keys")
     firmware.unload("oscore_boot")
     return layer

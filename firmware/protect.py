@@ -105,24 +105,29 @@ class Protect:
         are protected: the observe layer's register, _drop (and failed) and render are wrapped
         on its instance, so that observe.py holds nothing of this (RAM without keys) but `key`,
         the binding of the request being answered, which register() also reads."""
-        keys = self.keys = [None] * observe.capacity
+        keys = self.keys = {}   # slot: binding, only for the slots registered with OSCORE
         register, drop, render = observe.register, observe._drop, observe.render
 
         def registered(addr, req, resource, fmt):
             n = register(addr, req, resource, fmt)
             if n >= 0:
-                keys[observe.find(addr, req.token)] = observe.key
+                i = observe.find(addr, req.token)
+                if observe.key is None:
+                    keys.pop(i, None)
+                else:
+                    keys[i] = observe.key
             return n
 
         def dropped(i, reason):
-            keys[i] = None
+            keys.pop(i, None)
             drop(i, reason)
 
         def rendered(i, mtype, mid):
             msg = render(i, mtype, mid)
+            k = keys.get(i)
             # an observer registered with OSCORE: protected with its context under a fresh
             # Partial IV (RFC 8613 4.1.3.5.2)
-            return msg if keys[i] is None else self.protect(keys[i][0], keys[i][1], msg, True)
+            return msg if k is None else self.protect(k[0], k[1], msg, True)
 
         observe.register = registered
         observe._drop = observe.failed = dropped
