@@ -15,8 +15,11 @@ def make(app, cfg, folder=""):
         ctx = oscore.SecurityContext(u(c["secret"]), u(c["sender_id"]), u(c["recipient_id"]),
                                      u(c.get("salt", "")),
                                      replay=oscore.ReplayWindow(cfg["oscore_window"]))
-        ctx.name = c["name"]
-        contexts.append(ctx)
+        contexts.append(ctx)   # its name is for the log below only: not kept (RAM)
+    import firmware
+    import gc
+    firmware.unload("oscore_keys")   # the keys are derived: the derivation goes before the layer comes
+    gc.collect()
     store = protect.Sequences(folder + protect.FILE, contexts)
     # The sequence file: {"<recipient_id hex>": a number no message under that context used yet}.
     try:
@@ -36,10 +39,8 @@ def make(app, cfg, folder=""):
         n = data.get(hexlify(c.recipient_id).decode(), 0)
         c.sequence = oscore.SenderSequence(n if isinstance(n, int) and n > 0 else 0, step)
     log.info("oscore: %d client(s) (%s); unprotected requests: %s", len(contexts),
-             ", ".join(c.name for c in contexts), cfg["unprotected"])
+             ", ".join(c["name"] for c in cfg["oscore"]), cfg["unprotected"])
     layer = protect.Protect(app.endpoint, app.observe, contexts,
                             ("all", "read", "none").index(cfg["unprotected"]), store)
-    import firmware
-    firmware.unload("oscore_keys")
     firmware.unload("oscore_boot")
     return layer

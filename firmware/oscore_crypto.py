@@ -1,23 +1,48 @@
 # The cryptography OSCORE (RFC 8613) needs, on what every MicroPython board has:
-#   AES-CCM (RFC 3610) on the AES block encryption compat.aes_ecb gives (cryptolib's ECB mode;
-#   counter mode is built here from single blocks). HMAC-SHA256 and HKDF-SHA256, needed only to
-#   derive the keys at boot, are in oscore_boot.py, freed after boot.
-# Pure: bytes in, bytes out. Nothing here prints, logs or keeps a key beyond the cipher object
-# the caller holds. The scratch blocks below are shared: every function runs to completion
-# without yielding, so one asyncio loop can never interleave two uses.
+#   AES-CCM (RFC 3610) on cryptolib's AES, so that the block work runs in C: the CBC-MAC is one
+#   CBC encryption over B_0, the encoded aad and the message (its last block is T); the counter
+#   blocks A_0..A_k are one ECB encryption (boards have no CTR mode). Byte strings are XORed
+#   as long integers (in C too), never byte by byte in Python.
+#   HMAC-SHA256 and HKDF-SHA256, needed only to derive the keys at boot, are in oscore_keys.py,
+#   freed after boot.
+# Pure: bytes in, bytes out. Nothing here prints or logs a key.
+#
+# Two cipher slots keep the last two keys used (whatever the direction), each with two
+# encryptors: ECB, for the counter blocks (all of them in one call), and CBC, for the CBC-MAC
+# (one call). A CBC encryptor carries its chaining value from one call to the next and cannot be
+# reset, so the slot keeps that value too (the last block the encryptor output) and XORs it into
+# B_0: a CBC-MAC from a zero IV. A server's exchange uses the same two keys again and again (the
+# client's, for the request; its own, for the answer), so the key schedules are made once, not
+# per message, and a context holds 16-byte keys, not ciphers.
+# Every function runs to completion without yielding: one asyncio loop never interleaves two uses.
+from cryptolib import aes   # MicroPython's; on CPython compat puts a stand-in in its place
+
 from firmware.compat import const
 
+_ECB = const(1)   # cryptolib's mode numbers
+_CBC = const(2)
 
-def aes_ecb(key):
-    """AES-128 block encryption under key: .encrypt(src, dst) writes E(key, src) into dst."""
-    from cryptolib import aes   # MicroPython's; on CPython compat puts a stand-in in its place
-    return aes(key, 1)
+_KEYS = [None, None]                  # the key of each slot
+_CIPHERS = [None, None, None, None]   # slot 0: ECB, CBC; slot 1: ECB, CBC
+_IV = [None, None]                    # the chaining value of each slot's CBC encryptor
+_last = 0                             # the slot used last
 
-_BLOCK = const(16)
 
-_X = bytearray(16)  # CBC-MAC chaining value
-_A = bytearray(16)  # counter block A_i
-_S = bytearray(16)  # key stream block S_i = E(K, A_i)
+def _use(key):
+    # The slot holding key; a key in neither replaces the one not used last.
+    global _last
+    if _KEYS[0] == key:
+        s = 0
+    elif _KEYS[1] == key:
+        s = 1
+    else:
+        s = 1 - _last
+        _CIPHERS[2 * s] = aes(key, _ECB)
+        _CIPHERS[2 * s + 1] = aes(key, _CBC, bytes(16))
+        _IV[s] = None   # zero
+        _KEYS[s] = bytes(key)
+    _last = s
+    return s
 
 
 def _check(nonce, m):
@@ -27,117 +52,94 @@ def _check(nonce, m):
     return L
 
 
-def _mac(enc, nonce, L, aad, msg, m):
-    """CBC-MAC of B_0, the encoded aad and msg (RFC 3610 2.2): the tag T is _X[:m]."""
-    x = _X
+def _mac(slot, nonce, L, aad, msg):
+    # The CBC-MAC of B_0, l(a) a, msg, each zero-padded (RFC 3610 2.2): T is its first m bytes.
     n = len(msg)
-    x[0] = (0x40 if aad else 0) | (((m - 2) >> 1) << 3) | (L - 1)
-    for i in range(15 - L):
-        x[1 + i] = nonce[i]
-    for i in range(L):
-        x[15 - i] = (n >> (i << 3)) & 0xFF
-    enc.encrypt(x, x)
     la = len(aad)
-    if la:
-        # l(a), then a, then zero padding to a block boundary (XOR with zero is a no-op).
-        if la < 0xFF00:
-            x[0] ^= la >> 8
-            x[1] ^= la & 0xFF
-            pos = 2
-        else:
-            x[0] ^= 0xFF
-            x[1] ^= 0xFE
-            for i in range(4):
-                x[2 + i] ^= (la >> ((3 - i) << 3)) & 0xFF
-            pos = 6
-        pos = _absorb(enc, x, aad, pos)
-        if pos:
-            enc.encrypt(x, x)
-    if n and _absorb(enc, x, msg, 0):
-        enc.encrypt(x, x)
+    h = (2 if la < 0xFF00 else 6) if la else 0
+    o = 16 + ((h + la + 15) & ~15)
+    buf = bytearray(o + ((n + 15) & ~15))
+    buf[0] = (0x40 if la else 0) | (L - 1)   # the caller adds M' (the tag length)
+    buf[1:16 - L] = nonce
+    buf[14] = n >> 8   # L >= 2, and n < 2^(8L)
+    buf[15] = n & 0xFF
+    if n >> 16:
+        buf[16 - L:16] = n.to_bytes(L, "big")
+    if h == 6:
+        buf[16:22] = (0xFFFE00000000 | la).to_bytes(6, "big")
+    elif h:
+        buf[16] = la >> 8
+        buf[17] = la & 0xFF
+    buf[16 + h:16 + h + la] = aad
+    buf[o:o + n] = msg
+    return buf
 
 
-def _absorb(enc, x, data, pos):
-    for b in data:
-        x[pos] ^= b
-        pos += 1
-        if pos == _BLOCK:
-            enc.encrypt(x, x)
-            pos = 0
-    return pos
+def _tag(slot, buf, m):
+    # buf from _mac() CBC-encrypted: T (16 bytes, the first m count), kept as the chaining value.
+    buf[0] |= ((m - 2) >> 1) << 3
+    iv = _IV[slot]
+    if iv:
+        for j in range(16):
+            buf[j] ^= iv[j]
+    _CIPHERS[2 * slot + 1].encrypt(buf, buf)
+    t = buf[len(buf) - 16:]
+    _IV[slot] = t
+    return t
 
 
-def _ctr(enc, nonce, L, src, dst, n):
-    """dst[:n] = src[:n] XOR S_1 S_2 ...; leaves S_0 = E(K, A_0) in _S."""
-    a = _A
-    s = _S
-    a[0] = L - 1
-    for i in range(15 - L):
-        a[1 + i] = nonce[i]
-    i = 0
-    ctr = 1
-    while i < n:
-        c = ctr
-        for j in range(L):
-            a[15 - j] = c & 0xFF
-            c >>= 8
-        enc.encrypt(a, s)
-        k = n - i
-        if k > _BLOCK:
-            k = _BLOCK
-        for j in range(k):
-            dst[i + j] = src[i + j] ^ s[j]
-        i += _BLOCK
-        ctr += 1
-    for j in range(L):
-        a[15 - j] = 0
-    enc.encrypt(a, s)
+def _stream(slot, nonce, L, n):
+    # S_0 S_1 ... S_k = E(K, A_0) E(K, A_1) ..., k = ceil(n / 16), in one bytearray, one call.
+    s = bytearray(16 + ((n + 15) & ~15))
+    for i in range(0, len(s), 16):
+        s[i] = L - 1
+        s[i + 1:i + 16 - L] = nonce
+        j = i >> 4   # fits the last two bytes: at most 4097 blocks (L >= 2)
+        s[i + 14] = j >> 8
+        s[i + 15] = j & 0xFF
+    _CIPHERS[2 * slot].encrypt(s, s)
+    return s
 
 
-def ccm_encrypt(enc, nonce, aad, msg, m=8):
-    """AES-CCM (RFC 3610) with the block cipher enc (from aes_ecb(key)): returns ciphertext
-    followed by the m-byte authentication value, a new bytearray. L = 15 - len(nonce)."""
+def _xor(data, s, n):
+    # data[:n] XOR S_1 S_2 ...: the counter mode's output. A short one byte by byte (fewer
+    # allocations), a longer one as long integers (in C).
+    if n > 16:
+        return (int.from_bytes(data[:n], "big") ^ int.from_bytes(s[16:16 + n], "big")).to_bytes(n, "big")
+    out = bytearray(n)
+    for j in range(n):
+        out[j] = data[j] ^ s[16 + j]
+    return out
+
+
+def ccm_encrypt(key, nonce, aad, msg, m=8):
+    """AES-CCM (RFC 3610) under the 16-byte key: ciphertext
+    followed by the m-byte authentication value. L = 15 - len(nonce)."""
     L = _check(nonce, m)
     n = len(msg)
     if L < 8 and n >> (L << 3):
         raise ValueError("CCM message too long")
-    out = bytearray(n + m)
-    _mac(enc, nonce, L, aad, msg, m)
-    _ctr(enc, nonce, L, msg, out, n)
-    x = _X
-    s = _S
+    k = _use(key)
+    t = _tag(k, _mac(k, nonce, L, aad, msg), m)
+    s = _stream(k, nonce, L, n)
+    u = bytearray(m)   # U = T XOR first-M-bytes(S_0); t stays the chaining value
     for j in range(m):
-        out[n + j] = x[j] ^ s[j]
-    return out
+        u[j] = t[j] ^ s[j]
+    return _xor(msg, s, n) + u
 
 
-def ccm_decrypt(enc, nonce, aad, data, m=8):
-    """The plaintext (a new bytearray) of ciphertext-and-tag data, or None when the tag does not
-    verify (the tag comparison takes the same time wherever the bytes differ)."""
+def ccm_decrypt(key, nonce, aad, data, m=8):
+    """The plaintext of ciphertext-and-tag data, or None when the tag does not verify (the tag
+    comparison takes the same time wherever the bytes differ)."""
     L = _check(nonce, m)
     n = len(data) - m
     if n < 0 or (L < 8 and n >> (L << 3)):
         return None
-    out = bytearray(n)
-    _ctr(enc, nonce, L, data, out, n)
-    _mac(enc, nonce, L, aad, out, m)  # uses _X only: S_0 stays in _S
-    x = _X
-    s = _S
+    k = _use(key)
+    s = _stream(k, nonce, L, n)
+    out = _xor(data, s, n)
+    t = _tag(k, _mac(k, nonce, L, aad, out), m)
     d = 0
     for j in range(m):
-        d |= x[j] ^ s[j] ^ data[n + j]
-    if d:
-        for j in range(n):
-            out[j] = 0
-        return None
-    return out
-
-
-def equal(a, b):
-    """Constant-time comparison of two byte strings (time depends on length only)."""
-    if len(a) != len(b):
-        return False
-    d = 0
-    for i in range(len(a)):
-        d |= a[i] ^ b[i]
-    return d == 0
+        d |= t[j] ^ s[j] ^ data[n + j]
+    return None if d else out

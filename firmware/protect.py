@@ -6,7 +6,7 @@
 #   endpoint ──► Protect.request ──► site.request       (endpoint.handler is this object)
 #                 unprotect the request (8.2), rebuild it as the inner request in a reader of
 #                 its own, let the site answer it, protect the site's answer (8.3)
-#   observe.render ──► Protect.encode                    (notifications of protected observers;
+#   observe.render ──► Protect.protect                   (notifications of protected observers;
 #                                                          Protect.watch wraps observe's methods)
 from firmware import coap, log, oscore
 from firmware.compat import const
@@ -28,6 +28,7 @@ _PROXY_URI = const(35)
 _PROXY_SCHEME = const(39)
 _ECHO = const(252)
 _WKC = (b".well-known", b"core")
+_CLASS_U = const((1 << 3) | (1 << 7) | (1 << 29))   # Reader.flags: Uri-Host, Uri-Port, 29 and up
 
 # config "unprotected": what a request without OSCORE may do
 _ALL = const(0)    # anything (no access control)
@@ -104,22 +105,29 @@ class Protect:
         are protected: the observe layer's register, _drop (and failed) and render are wrapped
         on its instance, so that observe.py holds nothing of this (RAM without keys) but `key`,
         the binding of the request being answered, which register() also reads."""
-        keys = self.keys = [None] * observe.capacity
+        keys = self.keys = {}   # slot: binding, only for the slots registered with OSCORE
         register, drop, render = observe.register, observe._drop, observe.render
 
         def registered(addr, req, resource, fmt):
             n = register(addr, req, resource, fmt)
             if n >= 0:
-                keys[observe.find(addr, req.token)] = observe.key
+                i = observe.find(addr, req.token)
+                if observe.key is None:
+                    keys.pop(i, None)
+                else:
+                    keys[i] = observe.key
             return n
 
         def dropped(i, reason):
-            keys[i] = None
+            keys.pop(i, None)
             drop(i, reason)
 
         def rendered(i, mtype, mid):
             msg = render(i, mtype, mid)
-            return msg if keys[i] is None else self.encode(keys[i], msg)
+            k = keys.get(i)
+            # an observer registered with OSCORE: protected with its context under a fresh
+            # Partial IV (RFC 8613 4.1.3.5.2)
+            return msg if k is None else self.protect(k[0], k[1], msg, True)
 
         observe.register = registered
         observe._drop = observe.failed = dropped
@@ -154,49 +162,59 @@ class Protect:
             return self.error(req, _UNAUTHORIZED, b"Replay detected")
         if status == oscore.DECRYPT_FAILED:
             return self.error(req, _BAD_REQUEST, b"Decryption failed")
-        got = oscore.decode_plaintext(pt)
-        if got is None:
+        if self.inner(req, pt) is None:
             return self.answer(req, ctx, bind, _BAD_REQUEST, ())
         if status == oscore.UNSYNCED:
             # Authentic, but the window is unknown since the boot: fresh only with our Echo.
-            for o in got[1]:
-                if o[0] == _ECHO and o[1] == self.echo:
-                    ctx.replay.start(oscore.piv_int(bind[1]))
-                    break
-            else:
+            if req.opt(_ECHO) != self.echo:
                 return self.answer(req, ctx, bind, _UNAUTHORIZED, ((_ECHO, self.echo),))
-        inner = self.inner(req, got)
-        if inner is None:
-            return self.answer(req, ctx, bind, _BAD_REQUEST, ())
+            ctx.replay.start(int.from_bytes(bind[1], "big"))
         obs = self.observe
         obs.key = (ctx, bind)   # an observation registered now keeps it (observe.py)
         try:
-            out = self.site.request(inner, addr, now, False)
+            out = self.site.request(req, addr, now, False)
         finally:
             obs.key = None
         if out is None:
             return None
         return self.protect(ctx, bind, out, False)
 
-    def inner(self, req, got):
-        """The request the client protected: outer header (type, MID, token), inner code,
-        inner options plus the outer Class U ones, inner payload; loaded into req, the endpoint's
-        reader, in place of the outer one (no second reader: RAM)."""
-        code, opts, body = got
+    def inner(self, req, pt):
+        """The request the client protected, loaded into req, the endpoint's reader, in place of
+        the outer one (no second reader: RAM): outer header (type, MID, token), then the
+        plaintext pt (5.3: inner code, inner options, payload), with the outer Class U options
+        merged in if there are any. None when pt is malformed."""
+        if not pt:
+            return None
         data = req.data
-        for k in range(req.count):
-            num = req.nums[k]
-            if num == _URI_HOST or num == _URI_PORT or num == _PROXY_URI or num == _PROXY_SCHEME:
-                opts.append((num, bytes(data[req.starts[k]:req.ends[k]])))
+        extra = None
+        if req.flags & _CLASS_U:
+            extra = []
+            for k in range(req.count):
+                num = req.nums[k]
+                if num == _URI_HOST or num == _URI_PORT or num == _PROXY_URI or num == _PROXY_SCHEME:
+                    extra.append((num, bytes(data[req.starts[k]:req.ends[k]])))
         head = bytearray(data[:4 + req.tkl])
-        head[1] = code
-        raw = bytes(head) + oscore.encode_options(opts)
-        if body:
-            raw += b"\xff" + body
+        head[1] = pt[0]
         try:
-            return req.load(raw)
+            req.load(head + pt[1:])
+            if extra:
+                # Both in option order: merged into the writer (free until the answer), reloaded.
+                w = self.endpoint.writer.header(req.mtype, req.code, req.mid, req.token)
+                j = 0
+                for k in range(req.count):
+                    num = req.nums[k]
+                    while j < len(extra) and extra[j][0] <= num:
+                        w.option(extra[j][0], extra[j][1])
+                        j += 1
+                    w.option(num, req.data[req.starts[k]:req.ends[k]])
+                for o in extra[j:]:
+                    w.option(o[0], o[1])
+                w.payload(req.payload)
+                req.load(bytes(w.view()))
         except coap.CoapError:
             return None
+        return req
 
     def answer(self, req, ctx, bind, code, opts):
         """A protected answer made here (4.01 with Echo, 4.00), not by the site."""
@@ -205,31 +223,39 @@ class Protect:
             w.option(o[0], o[1])
         return self.protect(ctx, bind, w.view(), False)
 
-    def encode(self, key, msg):
-        """observe.render() hook: a notification to an observer registered with OSCORE, protected
-        with its context under a fresh Partial IV (RFC 8613 4.1.3.5.2)."""
-        return self.protect(key[0], key[1], msg, True)
-
     def protect(self, ctx, bind, msg, new_piv):
         """The message msg (encoded in the endpoint's writer) protected as the answer to bind
         (8.3): inner code, options and payload go into the ciphertext; outside stay the header,
         an outer Observe (then code 2.05, else 2.04) and the OSCORE option."""
-        tkl = msg[0] & 15
-        head = bytes(msg[:4 + tkl])
-        code = msg[1]
-        opts, body = oscore.decode_options(msg, 4 + tkl)
+        i = 4 + (msg[0] & 15)
+        head = bytes(msg[:i])
+        # The plaintext (5.3): the code, then the options and payload as they are, but for an
+        # Observe option, whose value goes outside (the inner one is empty, 4.1.3.5.2). Options
+        # before it (If-Match 1 .. If-None-Match 5) have deltas below 13; a response has none
+        # of those but ETag.
+        pt = None
         observe = None
-        for k in range(len(opts)):
-            if opts[k][0] == _OBSERVE:
-                observe = opts[k][1]
-                opts[k] = (_OBSERVE, b"")   # the inner Observe is empty (4.1.3.5.2)
+        num = 0
+        n = len(msg)
+        while i < n and msg[i] != 0xFF:
+            b = msg[i]
+            num += b >> 4
+            k = b & 15
+            if num >= _OBSERVE or k > 12:
+                if num == _OBSERVE and k < 13:
+                    observe = bytes(msg[i + 1:i + 1 + k])
+                    pt = bytes((head[1],)) + msg[len(head):i] + bytes((b & 0xF0,)) + msg[i + 1 + k:]
+                break
+            i += 1 + k
+        if pt is None:
+            pt = bytes((head[1],)) + msg[len(head):]
         if (new_piv or bind[2]) and not self.store.ready(ctx):
             w = self.endpoint.writer    # no sequence number may be used: say so, unprotected
             w.header((head[0] >> 4) & 3, _SERVICE_UNAVAILABLE, (head[2] << 8) | head[3], head[4:])
             w.option_uint(_MAX_AGE, 0)
             w.payload(b"no sequence number")
             return w.view()
-        opt, ct = ctx.protect_response(oscore.encode_plaintext(code, opts, body), bind, new_piv)
+        opt, ct = ctx.protect_response(pt, bind, new_piv)
         w = self.endpoint.writer
         w.header((head[0] >> 4) & 3, _CHANGED if observe is None else _CONTENT,
                  (head[2] << 8) | head[3], head[4:])
@@ -238,4 +264,3 @@ class Protect:
         w.option(_OSCORE, opt)
         w.payload(ct)
         return w.view()
-

@@ -64,20 +64,33 @@ def pending(sock):
 
 
 class _Aes:
-    # cryptolib.aes(key, 1) (ECB) for the OSCORE code under CPython, from the `cryptography` package.
-    def __init__(self, key, mode=1):
+    # cryptolib.aes(key, mode[, IV]) for the OSCORE code under CPython, from the `cryptography`
+    # package, as MicroPython's behaves: mode 1 (ECB) or 2 (CBC, with a 16-byte IV; the chaining
+    # value carried from one encrypt() call to the next); input a whole number of 16-byte blocks;
+    # encrypt(in_buf) returns bytes, encrypt(in_buf, out_buf) writes out_buf (may be in_buf).
+    def __init__(self, key, mode, IV=None):
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-        self._enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+        if mode == 1:
+            m = modes.ECB()
+        elif mode == 2:
+            if IV is None or len(IV) != 16:
+                raise ValueError("IV")   # as MicroPython's: CBC needs its 16-byte IV
+            m = modes.CBC(bytes(IV))
+        else:
+            raise ValueError("mode")
+        self._enc = Cipher(algorithms.AES(bytes(key)), m).encryptor()
 
-    def encrypt(self, src, dst=None):
-        out = self._enc.update(bytes(src))
-        if dst is None:
+    def encrypt(self, in_buf, out_buf=None):
+        if len(in_buf) % 16:
+            raise ValueError("blksize % 16")
+        out = self._enc.update(bytes(in_buf))
+        if out_buf is None:
             return out
-        dst[:len(out)] = out
+        out_buf[:len(out)] = out
 
 
 def _install_cryptolib():
-    # MicroPython's `cryptolib` module, as far as the firmware uses it (aes in ECB mode): the
+    # MicroPython's `cryptolib` module, as far as the firmware uses it (aes in ECB and CBC modes): the
     # firmware imports it by name on both, and no name for it is added to a board's compat.
     import sys
     import types

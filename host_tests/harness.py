@@ -742,7 +742,7 @@ class OscoreClient:
     tests: protect() a request, open() its response."""
 
     def __init__(self, entry, secret=None):
-        from firmware import oscore
+        from host import oscore_client as oscore
         self.oscore = oscore
         u = bytes.fromhex
         self.ctx = oscore.SecurityContext(u(secret or entry["secret"]), u(entry["recipient_id"]),

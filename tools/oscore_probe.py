@@ -77,7 +77,7 @@ def _get(mid):
 
 
 def _protected(client, mid, extra=()):
-    from firmware import oscore
+    from host import oscore_client as oscore
     opts = [(11, b"alarm")] + list(extra)
     opt, ct, bind = client.protect_request(oscore.encode_plaintext(0x01, opts))
     opt = bytes(opt)
@@ -86,7 +86,7 @@ def _protected(client, mid, extra=()):
 
 
 def _open(client, reply, bind):
-    from firmware import oscore
+    from host import oscore_client as oscore
     from firmware.coap import Reader
     r = Reader().load(reply)
     piv = oscore.decode_option(r.opt(9))[0]
@@ -116,7 +116,7 @@ def main():
     gc.collect()
     out = {"contexts": _N_CTX, "heap_after_boot": gc.mem_alloc() - base}
     if _N_CTX:
-        from firmware import oscore
+        from host import oscore_client as oscore
         addr = ("127.0.0.1", 40000)
         client = oscore.SecurityContext(_secret(0), b"\x01", b"", replay=oscore.ReplayWindow(known=True))
         client.sequence.persisted(1 << 30)
