@@ -15,8 +15,7 @@ from firmware.compat import const
 # 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
 _RX_HEADROOM = const(192)
 _ROOMY_FREE = const(18 * 1024)  # this much free near the end of the boot: load every format and filter
-_OSCORE_FREE = const(24 * 1024)  # what the OSCORE layer loads after this (docs/performance.md)
-_OSCORE_HEAP = const(92)  # the heap (k) the unix port runs it in, to say so
+_OSCORE_FREE = const(22 * 1024)  # the OSCORE layer, loaded after the build, plus 512 B a key
 _PERSIST_FREE = const(42 * 1024)  # persist: free before it loads (64-bit: a heap of 67k)
 _RD_FREE = const(11 * 1024)  # RD client: this much free (64-bit: a heap of 71k, 74k with persist)
 
@@ -106,8 +105,7 @@ def build(cfg, machine=None, sock=None, ip=None, on=False, store=None):
     heap = gc.mem_free() if machine is None and hasattr(gc, "mem_free") else _ROOMY_FREE
     if cfg["rd_host"]:
         if heap < _RD_FREE:  # README, "rd_host"; a failed import would fragment the heap
-            print("rd_host: the directory client needs %d KB free at boot, there are %d KB:"
-                  " serving without registering" % (_RD_FREE >> 10, heap >> 10))
+            print("rd_host: %d KB free, %d KB needed: not registering" % (heap >> 10, _RD_FREE >> 10))
         else:
             from firmware import rd as rd_mod
             rd = rd_mod.attach(ep, cfg, wkc.render)
@@ -146,8 +144,7 @@ def main():
     store = None
     if cfg["persist"] and machine is None and hasattr(gc, "mem_free") and gc.mem_free() < _PERSIST_FREE:
         # A fixed heap too small for it (README, "persist"): say so and serve without it.
-        print("persist: keeping the state needs %d KB free at boot, there are %d KB: the state is"
-              " not kept (a bigger heap, e.g. make sim HEAP=67k)" % (_PERSIST_FREE >> 10, gc.mem_free() >> 10))
+        print("persist: %d KB free, %d KB needed: state not kept" % (gc.mem_free() >> 10, _PERSIST_FREE >> 10))
     elif cfg["persist"]:
         from firmware import persist
         store = persist.Store(path[:path.rfind("/") + 1] + persist.FILE)  # next to config.json
@@ -162,10 +159,10 @@ def main():
     if cfg["oscore"]:
         # OSCORE in front of the site: its code loads only with a context; its boot part goes again.
         gc.collect()
-        if machine is None and hasattr(gc, "mem_free") and gc.mem_free() < _OSCORE_FREE:
+        need = _OSCORE_FREE + (len(cfg["oscore"]) << 9)
+        if machine is None and hasattr(gc, "mem_free") and gc.mem_free() < need:
             # A fixed heap too small for it: stop, never serve open what was meant to be protected.
-            print("oscore: the keys need %d KB free at boot, there are %d KB: not serving (a bigger"
-                  " heap, e.g. make sim HEAP=%dk)" % (_OSCORE_FREE >> 10, gc.mem_free() >> 10, _OSCORE_HEAP))
+            print("oscore: %d KB free, %d KB needed: not serving" % (gc.mem_free() >> 10, need >> 10))
             raise SystemExit(1)
         __import__("firmware.oscore_boot", None, None, ("make",)).make(app, cfg, path[:path.rfind("/") + 1])
     if store is not None:
