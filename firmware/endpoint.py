@@ -151,20 +151,18 @@ class Endpoint:
         out = self.dedup.find(addr, msg.mid, now)
         if out >= 0:
             self.duplicates += 1
-            n = len(msg.data)
-            same = self.dedup.sizes[out] == n
-            out = self.dedup.reply(out)
-            # A retransmission is the same datagram again (a protected reply may be over 3x its
-            # request); a shorter look-alike with the same MID must not draw more than 3x its
-            # size (RFC 7252 11.3): it gets nothing.
-            if out is not None and (same or len(out) <= 3 * n):
+            out = self.dedup.reply(out, len(msg.data))  # None for a look-alike (RFC 7252 11.3)
+            if out is not None:
                 self.sock.sendto(out, addr)
             return
-        n = len(msg.data)  # before the handler: a protection layer loads the inner request
+        # The datagram's length, taken before the handler (a protection layer loads the inner
+        # request into msg), goes with the entry. An attribute, not a local: this frame stays
+        # small enough for the C stack (docs/design.md, RAM rule 2).
+        self.dedup.n = len(msg.data)
         out = self.handler.request(msg, addr, now, False)
         # Cached before it is sent: if sending fails, a retransmission still finds it. A CON's
         # reply is kept for its retransmissions; a repeated NON is just ignored.
-        self.dedup.add(addr, msg, now, out, n)
+        self.dedup.add(addr, msg, now, out)
         if out is not None:
             self.sock.sendto(out, addr)
 

@@ -37,6 +37,7 @@ class DedupCache:
         self.replies = [None] * capacity    # None, True (in its arena slot) or bytes
         self.lens = bytearray(capacity)     # the length of a reply in its slot
         self.sizes = array("H", bytes(2 * capacity))  # the request's length (a retransmission's)
+        self.n = 0                          # the length of the datagram about to be added
         self.flags = bytearray(capacity)    # 1: a state change, passed over while fresh
         self.size = size                    # each entry's reply slot in the arena
         self.arena = bytearray(size * capacity)
@@ -61,15 +62,20 @@ class DedupCache:
             j = self.mids.find(key, j + 1)
         return -1
 
-    def reply(self, i):
-        """The reply cached for entry i (bytes or a view of the arena), or None."""
+    def reply(self, i, size=-1):
+        """The reply cached for entry i (bytes or a view of the arena), or None. With size, the
+        length of a duplicate: a retransmission is the same datagram again and gets the reply
+        (a protected one may be over 3x its request); a shorter look-alike with the same MID
+        gets it only within 3x its own size (RFC 7252 11.3), else None."""
         r = self.replies[i]
         if r is True:
             o = i * self.size
-            return self.amv[o:o + self.lens[i]]
+            r = self.amv[o:o + self.lens[i]]
+        if r is not None and size >= 0 and self.sizes[i] != size and len(r) > 3 * size:
+            return None
         return r
 
-    def add(self, addr, msg, now, reply, size=0):
+    def add(self, addr, msg, now, reply):
         cap = self.capacity
         addrs = self.addrs
         i = self.head
@@ -91,7 +97,7 @@ class DedupCache:
         self.mids[2 * i] = msg.mid >> 8
         self.mids[2 * i + 1] = msg.mid & 0xFF
         self.times[i] = now
-        self.sizes[i] = size  # the datagram's length (msg may be the inner, unprotected one)
+        self.sizes[i] = self.n  # the datagram's length, set by the endpoint before it handled msg
         self.flags[i] = 1 if reply is not None and msg.code != _GET and reply[1] >> 5 == 2 else 0
         self.replies[i] = None
         if reply is not None and msg.mtype == _CON:
