@@ -372,6 +372,8 @@ def oscore(n=2000, baseline=None):
         got = build_baseline(baseline)
         if isinstance(got, str):
             progress("skipped the OSCORE baseline: " + got)
+        elif not os.path.exists(os.path.join(got[0], "tools", "oscore_probe.py")):
+            progress("skipped the OSCORE baseline: %s has no OSCORE probe (no OSCORE layer yet)" % baseline)
         else:
             builds.append((got[1], os.path.join(got[0], "tools", "oscore_probe.py")))
     runs = [{} for _ in builds]
