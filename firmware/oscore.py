@@ -169,7 +169,7 @@ class SecurityContext:
 
     A request binding ("request" below) is what a response needs from its request: a list
     [request kid, request Partial IV, request nonce already reused] (a server's also has the
-    request's AAD, which its responses share). Keep it as long as responses may follow (an
+    request's AAD, which its responses share, and the request's nonce). Keep it as long as responses may follow (an
     observation's lifetime)."""
 
     id_context = None
@@ -206,11 +206,12 @@ class SecurityContext:
         (plaintext, request binding), or None if it does not verify."""
         kid = self.recipient_id
         a = aad(kid, piv)
-        pt = ccm_decrypt(self._recv, (self._rn ^ int.from_bytes(piv, "big")).to_bytes(13, "big"),
-                         a, payload, _TAG_LEN)
+        nonce = (self._rn ^ int.from_bytes(piv, "big")).to_bytes(13, "big")
+        pt = ccm_decrypt(self._recv, nonce, a, payload, _TAG_LEN)
         if pt is None:
             return None
-        return pt, [kid, piv, False, a]   # a response's AAD is its request's (5.4)
+        # a response's AAD is its request's (5.4), and the first may reuse its nonce
+        return pt, [kid, piv, False, a, nonce]
 
     def protect_response(self, plaintext, request, new_piv=False):
         """RFC 8613 8.3: returns (OSCORE option value, ciphertext) of a response to `request`.
@@ -224,7 +225,7 @@ class SecurityContext:
             opt = bytes((len(piv),)) + piv   # flags (the Partial IV's length), Partial IV (6.1)
         else:
             request[2] = True   # the request's own nonce (its kid is our recipient_id)
-            nonce = (self._rn ^ int.from_bytes(rpiv, "big")).to_bytes(13, "big")
+            nonce = request[4] if len(request) > 4 else (self._rn ^ int.from_bytes(rpiv, "big")).to_bytes(13, "big")
             opt = b""
         a = request[3] if len(request) > 3 else aad(kid, rpiv)
         return opt, ccm_encrypt(self._send, nonce, a, plaintext, _TAG_LEN)
@@ -235,10 +236,17 @@ def verify_request(contexts, option, payload):
     status is OK or one of the errors above; context is set for REPLAY, DECRYPT_FAILED, OK and
     UNSYNCED, plaintext and binding for OK and UNSYNCED. The window is marked only for OK; for UNSYNCED the caller
     checks the inner Echo and then calls context.replay.start(<binding[1] as a number>)."""
-    fields = decode_option(option)
-    if fields is None or fields[0] is None or fields[1] is None:
-        return MALFORMED, None, None, None
-    piv, kid, kid_context = fields
+    f = option[0] if option else 0
+    if f & 0xF8 == _FLAG_K and f & _FLAG_N and f & _FLAG_N <= _MAX_PIV and len(option) > f & _FLAG_N:
+        # the usual shape, a Partial IV and a kid, read here (decode_option() reads them all)
+        piv = option[1:1 + (f & _FLAG_N)]
+        kid = option[1 + (f & _FLAG_N):]
+        kid_context = None
+    else:
+        fields = decode_option(option)
+        if fields is None or fields[0] is None or fields[1] is None:
+            return MALFORMED, None, None, None
+        piv, kid, kid_context = fields
     for ctx in contexts:   # the one whose Recipient ID is kid (and ID Context, if sent)
         if ctx.recipient_id == kid and (kid_context is None or ctx.id_context == kid_context):
             break

@@ -1,8 +1,8 @@
 # The cryptography OSCORE (RFC 8613) needs, on what every MicroPython board has:
 #   AES-CCM (RFC 3610) on cryptolib's AES, so that the block work runs in C: the CBC-MAC is one
 #   CBC encryption over B_0, the encoded aad and the message (its last block is T); the counter
-#   blocks A_0..A_k are one ECB encryption (boards have no CTR mode). Byte strings are XORed
-#   as long integers (in C too), never byte by byte in Python.
+#   blocks A_0..A_k are one ECB encryption (boards have no CTR mode). A message over 16 bytes
+#   is XORed as long integers (in C); a shorter one and the tag byte by byte (no allocation).
 #   HMAC-SHA256 and HKDF-SHA256, needed only to derive the keys at boot, are in oscore_keys.py,
 #   freed after boot.
 # Pure: bytes in, bytes out. Nothing here prints or logs a key.
@@ -24,8 +24,10 @@ _CBC = const(2)
 
 _KEYS = [None, None]                  # the key of each slot
 _CIPHERS = [None, None, None, None]   # slot 0: ECB, CBC; slot 1: ECB, CBC
-_IV = [None, None]                    # the chaining value of each slot's CBC encryptor
+_IV = [None, None]                    # each slot's last MAC buffer: its last block is the
+#                                       chaining value of the slot's CBC encryptor
 _last = 0                             # the slot used last
+_S = bytearray(32)                    # the key stream of a message of up to 16 bytes
 
 
 def _use(key):
@@ -52,14 +54,15 @@ def _check(nonce, m):
     return L
 
 
-def _mac(slot, nonce, L, aad, msg):
-    # The CBC-MAC of B_0, l(a) a, msg, each zero-padded (RFC 3610 2.2): T is its first m bytes.
-    n = len(msg)
+def _mac(slot, nonce, L, aad, msg, n, m):
+    # The CBC-MAC of B_0, l(a) a, msg, each zero-padded (RFC 3610 2.2), in one CBC call on a
+    # new buffer; its last block is T (the first m bytes count) and the slot's chaining value,
+    # so the buffer is kept as the slot's _IV (no copy of the block).
     la = len(aad)
     h = (2 if la < 0xFF00 else 6) if la else 0
     o = 16 + ((h + la + 15) & ~15)
     buf = bytearray(o + ((n + 15) & ~15))
-    buf[0] = (0x40 if la else 0) | (L - 1)   # the caller adds M' (the tag length)
+    buf[0] = (0x40 if la else 0) | ((m - 2) << 2) | (L - 1)
     buf[1:16 - L] = nonce
     buf[14] = n >> 8   # L >= 2, and n < 2^(8L)
     buf[15] = n & 0xFF
@@ -72,44 +75,42 @@ def _mac(slot, nonce, L, aad, msg):
         buf[17] = la & 0xFF
     buf[16 + h:16 + h + la] = aad
     buf[o:o + n] = msg
+    iv = _IV[slot]
+    if iv:   # the encryptor goes on from the last block it output: cancel it out of B_0
+        e = len(iv) - 16
+        for j in range(16):
+            buf[j] ^= iv[e + j]
+    _CIPHERS[2 * slot + 1].encrypt(buf, buf)
+    _IV[slot] = buf if len(buf) <= 64 else buf[len(buf) - 16:]   # a long message is not kept
     return buf
 
 
-def _tag(slot, buf, m):
-    # buf from _mac() CBC-encrypted: T (16 bytes, the first m count), kept as the chaining value.
-    buf[0] |= ((m - 2) >> 1) << 3
-    iv = _IV[slot]
-    if iv:
-        for j in range(16):
-            buf[j] ^= iv[j]
-    _CIPHERS[2 * slot + 1].encrypt(buf, buf)
-    t = buf[len(buf) - 16:]
-    _IV[slot] = t
-    return t
-
-
 def _stream(slot, nonce, L, n):
-    # S_0 S_1 ... S_k = E(K, A_0) E(K, A_1) ..., k = ceil(n / 16), in one bytearray, one call.
-    s = bytearray(16 + ((n + 15) & ~15))
-    for i in range(0, len(s), 16):
+    # S_0 S_1 ... S_k = E(K, A_0) E(K, A_1) ..., k = ceil(n / 16), in one bytearray, one call;
+    # for a message of up to 16 bytes, in _S (every byte is written: no allocation).
+    s = _S if n <= 16 else bytearray(16 + ((n + 15) & ~15))
+    i = 0
+    while i < len(s):
         s[i] = L - 1
         s[i + 1:i + 16 - L] = nonce
+        for j in range(16 - L, 14):   # the counter's high bytes (none for OSCORE's L = 2)
+            s[i + j] = 0
         j = i >> 4   # fits the last two bytes: at most 4097 blocks (L >= 2)
         s[i + 14] = j >> 8
         s[i + 15] = j & 0xFF
+        i += 16
     _CIPHERS[2 * slot].encrypt(s, s)
     return s
 
 
-def _xor(data, s, n):
-    # data[:n] XOR S_1 S_2 ...: the counter mode's output. A short one byte by byte (fewer
-    # allocations), a longer one as long integers (in C).
+def _ctr(out, data, s, n):
+    # out[:n] = data[:n] XOR S_1 S_2 ...: the counter mode. A short one byte by byte (no
+    # allocation), a longer one as long integers (in C).
     if n > 16:
-        return (int.from_bytes(data[:n], "big") ^ int.from_bytes(s[16:16 + n], "big")).to_bytes(n, "big")
-    out = bytearray(n)
-    for j in range(n):
-        out[j] = data[j] ^ s[16 + j]
-    return out
+        out[:n] = (int.from_bytes(data[:n], "big") ^ int.from_bytes(s[16:16 + n], "big")).to_bytes(n, "big")
+    else:
+        for j in range(n):
+            out[j] = data[j] ^ s[16 + j]
 
 
 def ccm_encrypt(key, nonce, aad, msg, m=8):
@@ -120,12 +121,14 @@ def ccm_encrypt(key, nonce, aad, msg, m=8):
     if L < 8 and n >> (L << 3):
         raise ValueError("CCM message too long")
     k = _use(key)
-    t = _tag(k, _mac(k, nonce, L, aad, msg), m)
+    t = _mac(k, nonce, L, aad, msg, n, m)
     s = _stream(k, nonce, L, n)
-    u = bytearray(m)   # U = T XOR first-M-bytes(S_0); t stays the chaining value
-    for j in range(m):
-        u[j] = t[j] ^ s[j]
-    return _xor(msg, s, n) + u
+    out = bytearray(n + m)
+    _ctr(out, msg, s, n)
+    e = len(t) - 16
+    for j in range(m):   # U = T XOR first-M-bytes(S_0)
+        out[n + j] = t[e + j] ^ s[j]
+    return out
 
 
 def ccm_decrypt(key, nonce, aad, data, m=8):
@@ -137,9 +140,11 @@ def ccm_decrypt(key, nonce, aad, data, m=8):
         return None
     k = _use(key)
     s = _stream(k, nonce, L, n)
-    out = _xor(data, s, n)
-    t = _tag(k, _mac(k, nonce, L, aad, out), m)
+    out = bytearray(n)
+    _ctr(out, data, s, n)
+    t = _mac(k, nonce, L, aad, out, n, m)
+    e = len(t) - 16
     d = 0
     for j in range(m):
-        d |= t[j] ^ s[j] ^ data[n + j]
+        d |= t[e + j] ^ s[j] ^ data[n + j]
     return None if d else out

@@ -97,6 +97,7 @@ class Protect:
         # made after this boot, so it may set the replay window.
         r = endpoint.rand
         self.echo = bytes(r(8) for _ in range(8))
+        self.observe_value = None   # protect(): the outer Observe value of the message at hand
         endpoint.handler = self
         self.watch(observe)
 
@@ -183,38 +184,53 @@ class Protect:
         """The request the client protected, loaded into req, the endpoint's reader, in place of
         the outer one (no second reader: RAM): outer header (type, MID, token), then the
         plaintext pt (5.3: inner code, inner options, payload), with the outer Class U options
-        merged in if there are any. None when pt is malformed."""
+        merged in if there are any (merge()). None when pt is malformed."""
         if not pt:
             return None
-        data = req.data
-        extra = None
         if req.flags & _CLASS_U:
-            extra = []
-            for k in range(req.count):
-                num = req.nums[k]
-                if num == _URI_HOST or num == _URI_PORT or num == _PROXY_URI or num == _PROXY_SCHEME:
-                    extra.append((num, bytes(data[req.starts[k]:req.ends[k]])))
-        head = bytearray(data[:4 + req.tkl])
-        head[1] = pt[0]
+            return self.merge(req, pt)
+        # One buffer: the plaintext at the end, so that its code byte falls on the last header
+        # byte, which the outer header's bytes (with the inner code) then overwrite.
+        i = 4 + req.tkl
+        buf = bytearray(i - 1 + len(pt))
+        buf[i - 1:] = pt
+        data = req.data
+        for j in range(i):
+            buf[j] = data[j]
+        buf[1] = pt[0]
         try:
-            req.load(head + pt[1:])
-            if extra:
-                # Both in option order: merged into the writer (free until the answer), reloaded.
-                w = self.endpoint.writer.header(req.mtype, req.code, req.mid, req.token)
-                j = 0
-                for k in range(req.count):
-                    num = req.nums[k]
-                    while j < len(extra) and extra[j][0] <= num:
-                        w.option(extra[j][0], extra[j][1])
-                        j += 1
-                    w.option(num, req.data[req.starts[k]:req.ends[k]])
-                for o in extra[j:]:
-                    w.option(o[0], o[1])
-                w.payload(req.payload)
-                req.load(bytes(w.view()))
+            return req.load(buf)
         except coap.CoapError:
             return None
-        return req
+
+    def merge(self, req, pt):
+        # inner() for an outer request with Class U options (Uri-Host, Uri-Port, Proxy-*): rare,
+        # so apart, keeping inner()'s frame small.
+        data = req.data
+        extra = []
+        for k in range(req.count):
+            num = req.nums[k]
+            if num == _URI_HOST or num == _URI_PORT or num == _PROXY_URI or num == _PROXY_SCHEME:
+                extra.append((num, bytes(data[req.starts[k]:req.ends[k]])))
+        req.flags = 0   # inner() then loads pt the usual way
+        if self.inner(req, pt) is None:
+            return None
+        try:
+            # Both in option order: merged into the writer (free until the answer), reloaded.
+            w = self.endpoint.writer.header(req.mtype, req.code, req.mid, req.token)
+            j = 0
+            for k in range(req.count):
+                num = req.nums[k]
+                while j < len(extra) and extra[j][0] <= num:
+                    w.option(extra[j][0], extra[j][1])
+                    j += 1
+                w.option(num, req.data[req.starts[k]:req.ends[k]])
+            for o in extra[j:]:
+                w.option(o[0], o[1])
+            w.payload(req.payload)
+            return req.load(bytes(w.view()))
+        except coap.CoapError:
+            return None
 
     def answer(self, req, ctx, bind, code, opts):
         """A protected answer made here (4.01 with Echo, 4.00), not by the site."""
@@ -227,14 +243,39 @@ class Protect:
         """The message msg (encoded in the endpoint's writer) protected as the answer to bind
         (8.3): inner code, options and payload go into the ciphertext; outside stay the header,
         an outer Observe (then code 2.05, else 2.04) and the OSCORE option."""
-        i = 4 + (msg[0] & 15)
-        head = bytes(msg[:i])
-        # The plaintext (5.3): the code, then the options and payload as they are, but for an
-        # Observe option, whose value goes outside (the inner one is empty, 4.1.3.5.2). Options
-        # before it (If-Match 1 .. If-None-Match 5) have deltas below 13; a response has none
-        # of those but ETag.
-        pt = None
-        observe = None
+        t = 4 + (msg[0] & 15)
+        pt = self.plain(msg, t)   # a copy: the writer is rewritten below
+        code = _CHANGED if self.observe_value is None else _CONTENT
+        if (new_piv or bind[2]) and not self.store.ready(ctx):
+            code = _SERVICE_UNAVAILABLE   # no sequence number may be used: say so, unprotected
+        else:
+            opt, ct = ctx.protect_response(pt, bind, new_piv)
+        # The outer header: msg's type, MID and token. When msg is the writer's own message (it
+        # is, but for answers made elsewhere), its header stays where it is.
+        w = self.endpoint.writer
+        if msg is w.v and w.n == len(msg):
+            w.buf[1] = code
+            w.n = t
+            w.last = 0
+        else:
+            w.header((msg[0] >> 4) & 3, code, (msg[2] << 8) | msg[3], bytes(msg[4:t]))
+        if code == _SERVICE_UNAVAILABLE:
+            w.option_uint(_MAX_AGE, 0)
+            w.payload(b"no sequence number")
+            return w.view()
+        if code == _CONTENT:
+            w.option(_OBSERVE, self.observe_value)
+        w.option(_OSCORE, opt)
+        w.payload(ct)
+        return w.view()
+
+    def plain(self, msg, t):
+        # The plaintext (5.3) of msg, whose options start at t: the code, then the options and
+        # payload as they are, but for an Observe option, whose value goes outside (the inner one
+        # is empty, 4.1.3.5.2) into self.observe_value (None without one). Options before it
+        # (If-Match 1 .. If-None-Match 5) have deltas below 13; a response has none but ETag.
+        self.observe_value = None
+        i = t
         num = 0
         n = len(msg)
         while i < n and msg[i] != 0xFF:
@@ -243,24 +284,16 @@ class Protect:
             k = b & 15
             if num >= _OBSERVE or k > 12:
                 if num == _OBSERVE and k < 13:
-                    observe = bytes(msg[i + 1:i + 1 + k])
-                    pt = bytes((head[1],)) + msg[len(head):i] + bytes((b & 0xF0,)) + msg[i + 1 + k:]
+                    self.observe_value = bytes(msg[i + 1:i + 1 + k])
+                    pt = bytearray(n - t + 1 - k)
+                    pt[1:1 + i - t] = msg[t:i]
+                    pt[1 + i - t] = b & 0xF0
+                    pt[2 + i - t:] = msg[i + 1 + k:]
+                    pt[0] = msg[1]
+                    return pt
                 break
             i += 1 + k
-        if pt is None:
-            pt = bytes((head[1],)) + msg[len(head):]
-        if (new_piv or bind[2]) and not self.store.ready(ctx):
-            w = self.endpoint.writer    # no sequence number may be used: say so, unprotected
-            w.header((head[0] >> 4) & 3, _SERVICE_UNAVAILABLE, (head[2] << 8) | head[3], head[4:])
-            w.option_uint(_MAX_AGE, 0)
-            w.payload(b"no sequence number")
-            return w.view()
-        opt, ct = ctx.protect_response(pt, bind, new_piv)
-        w = self.endpoint.writer
-        w.header((head[0] >> 4) & 3, _CHANGED if observe is None else _CONTENT,
-                 (head[2] << 8) | head[3], head[4:])
-        if observe is not None:
-            w.option(_OBSERVE, observe)
-        w.option(_OSCORE, opt)
-        w.payload(ct)
-        return w.view()
+        pt = bytearray(n - t + 1)
+        pt[1:] = msg[t:]
+        pt[0] = msg[1]
+        return pt
