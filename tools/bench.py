@@ -347,13 +347,13 @@ def _probe_result(res, what):
     return json.loads(lines[-1])
 
 
-def memory(address_form="bytes", recv_port=True):
+def memory(address_form="bytes", recv_port=True, contexts=0):
     """tools/mp_memprobe.py under the unix port: the firmware booted through start.main() with
-    a fake socket, then fed datagrams."""
+    a fake socket (and that many OSCORE contexts), then fed datagrams."""
     env = dict(os.environ, MICROPYPATH=precompiled_firmware() + os.pathsep + ".frozen")
     env.pop("COAP_ALARM_CONFIG", None)  # the probe writes its own config.json, in its own folder
     res = subprocess.run([tool("micropython"), PROBE, "8", str(free_udp_port()) if recv_port else "",
-                          address_form],
+                          address_form, str(contexts)],
                          capture_output=True, text=True, env=env, cwd=tempfile.mkdtemp(prefix="coap-bench-"),
                          timeout=60)
     return _probe_result(res, "mp_memprobe.py (unix port)")
@@ -430,15 +430,21 @@ def memory32():
     pkg = wasm_package()
     if pkg.startswith("skipped"):
         return {"skipped": pkg}
-    res = subprocess.run([shutil.which("node"), os.path.join(ROOT, "tools", "heap32.mjs"), pkg,
-                          precompiled_firmware(), PROBE, "8", "", "tuple"],
-                         capture_output=True, text=True, cwd=tempfile.mkdtemp(prefix="coap-bench-"), timeout=60)
-    out = _probe_result(res, "mp_memprobe.py (WebAssembly port)")
+    runs = []
+    for contexts in (0, 4):   # without keys, and with four OSCORE contexts (issue 9)
+        res = subprocess.run([shutil.which("node"), os.path.join(ROOT, "tools", "heap32.mjs"), pkg,
+                              precompiled_firmware(), PROBE, "8", "", "tuple", str(contexts)],
+                             capture_output=True, text=True, cwd=tempfile.mkdtemp(prefix="coap-bench-"),
+                             timeout=60)
+        runs.append(_probe_result(res, "mp_memprobe.py (WebAssembly port, %d contexts)" % contexts))
+    out = runs[0]
     out["npm"] = "%s@%s" % (WASM_PACKAGE, WASM_VERSION)
     same64 = memory("tuple", recv_port=False)
     out["unix64_heap_after_boot"] = same64["heap_after_boot"]
     out["unix64_heap_per_observer"] = same64["heap_per_observer"]
     out["unix64_heap_full_features"] = same64["heap_full_features"]
+    out["oscore4_heap_after_boot"] = runs[1]["heap_after_boot"]
+    out["unix64_oscore4_heap_after_boot"] = memory("tuple", recv_port=False, contexts=4)["heap_after_boot"]
     return out
 
 
@@ -590,6 +596,11 @@ def main():
                   m32["version"], m32["npm"], m32["heap_after_boot"], m32["unix64_heap_after_boot"],
                   m32["heap_after_boot"] / m32["unix64_heap_after_boot"], m32["heap_per_observer"],
                   m32["unix64_heap_per_observer"], m32["heap_full_features"], m32["unix64_heap_full_features"]))
+        print("32-bit heap with 4 OSCORE contexts: after boot %d B, %d B more than without keys "
+              "(64-bit, same probe: %d B, %d B more)" % (
+                  m32["oscore4_heap_after_boot"], m32["oscore4_heap_after_boot"] - m32["heap_after_boot"],
+                  m32["unix64_oscore4_heap_after_boot"],
+                  m32["unix64_oscore4_heap_after_boot"] - m32["unix64_heap_after_boot"]))
     print("allocated per GET %s B in the server, + %s B by recvfrom itself" % (
         m["alloc_per_get"], m.get("alloc_per_recvfrom")))
     print("flash: %d B as .py, %d B as .mpy" % (res["flash"]["py_bytes"], res["flash"]["mpy_bytes"]))

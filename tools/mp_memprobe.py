@@ -7,11 +7,14 @@
 # process). Then datagrams are fed to the message layer's datagram(), found as `app.endpoint`
 # or `app.server`, whichever the firmware has.
 #
-# argv: [max_observers [recv_port [address_form]]]
+# argv: [max_observers [recv_port [address_form [oscore_contexts]]]]
 #   recv_port: a free loopback port, to measure what the real recvfrom() allocates (unix port
 #     only; "" or absent: skipped).
 #   address_form: "bytes" (what the unix port's recvfrom gives: a 16-byte struct sockaddr, as
 #     the simulator sees) or "tuple" (what a board's gives: ("192.168.1.x", port)).
+#   oscore_contexts: that many OSCORE security contexts in the config (default 0). The
+#     WebAssembly port has no `cryptolib`: a stand-in that only holds its key is put in its place,
+#     which is enough for the boot (no cipher is made before the first protected message).
 import gc
 import json
 import sys
@@ -70,10 +73,26 @@ class _SocketModule:
         return [(2, 2, 0, "", (host, port))]
 
 
-_args = sys.argv[1:] + ["", "", ""]
+_args = sys.argv[1:] + ["", "", "", ""]
 _MAX_OBS = int(_args[0] or 8)
 _RECV_PORT = int(_args[1]) if _args[1] else None
 _TUPLE = _args[2] == "tuple"
+_N_OSCORE = int(_args[3] or 0)
+
+
+class _StandInAes:
+    # cryptolib.aes where the VM has none (see oscore_contexts above): never encrypts.
+    def __init__(self, key, mode, iv=None):
+        self.key = key
+
+    def encrypt(self, data, out=None):
+        raise OSError("no cryptolib on this VM")
+
+
+def _oscore_config():
+    # oscore_contexts contexts, as `make keys` would write them, one client each.
+    return [{"name": "c%d" % k, "secret": "%02x" % (k + 1) * 16, "sender_id": "",
+             "recipient_id": "%02x" % (k + 1)} for k in range(_N_OSCORE)]
 
 
 def _addr(k):
@@ -169,8 +188,15 @@ def _phases():
     global _INIT
     with open("config.json", "w") as f:
         json.dump({"bind": "127.0.0.1", "port": 5683, "log_level": "error",
-                   "max_observers": _MAX_OBS}, f)
+                   "max_observers": _MAX_OBS, "oscore": _oscore_config()}, f)
     sys.modules["socket"] = _SocketModule
+    try:
+        import cryptolib
+    except ImportError:
+        class cryptolib:   # a module-like stand-in: what `from cryptolib import aes` needs
+            aes = _StandInAes
+        sys.modules["cryptolib"] = cryptolib
+    cryptolib = None
     import asyncio.core
     if not hasattr(asyncio.core, "_io_queue"):
         # The WebAssembly port's asyncio runs on the JavaScript event loop and has no IO queue,
@@ -252,6 +278,7 @@ def _phases():
     per_recv = _recvfrom_cost(pkt)
     print(json.dumps({
         "vm": "%s %d-bit" % (sys.platform, 64 if sys.maxsize > 2 ** 32 else 32),
+        "oscore_contexts": _N_OSCORE,
         "version": ".".join(str(v) for v in sys.implementation.version[:3]),
         "address_form": "tuple" if _TUPLE else "bytes",
         "heap_after_boot": booted, "heap_after_get": after_get, "answered": answered,
