@@ -23,7 +23,7 @@ _AUTH = const(4)
 
 
 class Observe:
-    key = None    # the request's OSCORE context, while the protection layer has it answered
+    key = None    # the OSCORE binding of the request being answered (protect.py), else None
 
     def __init__(self, endpoint, capacity, con_every, timeout, limits):
         self.endpoint = endpoint

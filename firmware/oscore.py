@@ -169,7 +169,7 @@ class SecurityContext:
 
     A request binding ("request" below) is what a response needs from its request: a list
     [request kid, request Partial IV, request nonce already reused] (a server's also has the
-    request's AAD, which its responses share, and the request's nonce). Keep it as long as responses may follow (an
+    request's AAD, which its responses share, the request's nonce and the context). Keep it as long as responses may follow (an
     observation's lifetime)."""
 
     id_context = None
@@ -211,7 +211,7 @@ class SecurityContext:
         if pt is None:
             return None
         # a response's AAD is its request's (5.4), and the first may reuse its nonce
-        return pt, [kid, piv, False, a, nonce]
+        return pt, [kid, piv, False, a, nonce, self]
 
     def protect_response(self, plaintext, request, new_piv=False):
         """RFC 8613 8.3: returns (OSCORE option value, ciphertext) of a response to `request`.

@@ -128,7 +128,7 @@ class Protect:
             k = keys.get(i)
             # an observer registered with OSCORE: protected with its context under a fresh
             # Partial IV (RFC 8613 4.1.3.5.2)
-            return msg if k is None else self.protect(k[0], k[1], msg, True)
+            return msg if k is None else self.protect(k[5], k, msg, True)
 
         observe.register = registered
         observe._drop = observe.failed = dropped
@@ -155,13 +155,13 @@ class Protect:
 
     def unprotect(self, req, addr, now):
         status, ctx, pt, bind = oscore.verify_request(self.contexts, req.opt(_OSCORE), req.payload)
-        if status == oscore.MALFORMED:
-            return self.error(req, _BAD_OPTION, b"Failed to decode COSE")
-        if status == oscore.NO_CONTEXT:
-            return self.error(req, _UNAUTHORIZED, b"Security context not found")
-        if status == oscore.REPLAY:
-            return self.error(req, _UNAUTHORIZED, b"Replay detected")
-        if status == oscore.DECRYPT_FAILED:
+        if status and status != oscore.UNSYNCED:   # OK is 0: one test on the usual way
+            if status == oscore.MALFORMED:
+                return self.error(req, _BAD_OPTION, b"Failed to decode COSE")
+            if status == oscore.NO_CONTEXT:
+                return self.error(req, _UNAUTHORIZED, b"Security context not found")
+            if status == oscore.REPLAY:
+                return self.error(req, _UNAUTHORIZED, b"Replay detected")
             return self.error(req, _BAD_REQUEST, b"Decryption failed")
         if self.inner(req, pt) is None:
             return self.answer(req, ctx, bind, _BAD_REQUEST, ())
@@ -171,7 +171,7 @@ class Protect:
                 return self.answer(req, ctx, bind, _UNAUTHORIZED, ((_ECHO, self.echo),))
             ctx.replay.start(int.from_bytes(bind[1], "big"))
         obs = self.observe
-        obs.key = (ctx, bind)   # an observation registered now keeps it (observe.py)
+        obs.key = bind   # an observation registered now keeps it, its context in it (observe.py)
         try:
             out = self.site.request(req, addr, now, False)
         finally:
