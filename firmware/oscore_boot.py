@@ -1,7 +1,7 @@
 # OSCORE at boot only: the contexts from the config, their sequence numbers from the sequence
 # file, and the protection layer put in front of the site. start.py frees this module (and the key
 # derivation, oscore_keys.py) after make(): none of it is needed once the keys exist.
-from firmware import log, oscore, protect
+from firmware import log, oscore
 
 
 def make(app, cfg, folder=""):
@@ -20,6 +20,7 @@ def make(app, cfg, folder=""):
     import gc
     firmware.unload("oscore_keys")   # the keys are derived: the derivation goes before the layer comes
     gc.collect()
+    from firmware import protect
     store = protect.Sequences(folder + protect.FILE, contexts)
     # The sequence file: {"<recipient_id hex>": a number no message under that context used yet}.
     try:
