@@ -22,23 +22,39 @@ def make(app, cfg, folder=""):
     gc.collect()
     from firmware import protect
     store = protect.Sequences(folder + protect.FILE, contexts)
-    # The sequence file: {"<recipient_id hex>": a number no message under that context used yet}.
-    try:
-        with open(store.path) as f:
-            data = json.loads(f.read())
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-    except OSError:
-        data = {}         # a first boot (or new keys): nothing was sent under them yet
-    except Exception as e:
+    # The sequence file, {"<Sequences.name()>": a number no message under that context used yet},
+    # and its temporary file, which a write cut short may have left: the larger of the two counts.
+    # No file: a first boot, or new keys, nothing was sent under them yet. A damaged file (or only
+    # a damaged temporary one) says nothing of what was used: refuse new numbers.
+    data = {}
+    found = [0, 0]   # each of the two: 0 not there, 1 read, 2 damaged
+    for k in (0, 1):
+        try:
+            with open(store.path + (".tmp" if k else "")) as f:
+                got = json.loads(f.read())
+            for n in got.values():
+                if not isinstance(n, int) or n < 0:
+                    raise ValueError("not a count: %r" % (n,))
+        except OSError:
+            continue
+        except Exception as e:
+            found[k] = 2
+            why = e
+            continue
+        found[k] = 1
+        for name in got:
+            if got[name] > data.get(name, 0):
+                data[name] = got[name]
+    if found[0] == 2 or found == [0, 2]:
         log.error("oscore: %s is damaged (%r): answers that need a new sequence number are "
-                  "refused until it is removed together with every client's keys", store.path, e)
+                  "refused until it is removed together with every client's keys", store.path, why)
         data = {}
         store.broken = True
     step = cfg["oscore_seq_step"]
     for c in contexts:
-        n = data.get(hexlify(c.recipient_id).decode(), 0)
-        c.sequence = oscore.SenderSequence(n if isinstance(n, int) and n > 0 else 0, step)
+        # (a file of an earlier version names a context by its Recipient ID: as good a floor)
+        n = max(data.get(store.name(c), 0), data.get(hexlify(c.recipient_id).decode(), 0))
+        c.sequence = oscore.SenderSequence(n, step)
     log.info("oscore: %d client(s) (%s); unprotected requests: %s", len(contexts),
              ", ".join(c["name"] for c in cfg["oscore"]), cfg["unprotected"])
     layer = protect.Protect(app.endpoint, app.observe, contexts,

@@ -64,7 +64,7 @@ def _mac(slot, nonce, L, aad, msg, n, m):
     buf = bytearray(o + ((n + 15) & ~15))
     buf[0] = (0x40 if la else 0) | ((m - 2) << 2) | (L - 1)
     buf[1:16 - L] = nonce
-    buf[14] = n >> 8   # L >= 2, and n < 2^(8L)
+    buf[14] = (n >> 8) & 0xFF   # L >= 2, and n < 2^(8L)
     buf[15] = n & 0xFF
     if n >> 16:
         buf[16 - L:16] = n.to_bytes(L, "big")
@@ -80,8 +80,15 @@ def _mac(slot, nonce, L, aad, msg, n, m):
         e = len(iv) - 16
         for j in range(16):
             buf[j] ^= iv[e + j]
+    # A long message's buffer is not kept: its last block goes to one made before the encryptor
+    # moves on, so that a MemoryError cannot leave the slot with a stale chaining value.
+    keep = buf if len(buf) <= 64 else bytearray(16)
     _CIPHERS[2 * slot + 1].encrypt(buf, buf)
-    _IV[slot] = buf if len(buf) <= 64 else buf[len(buf) - 16:]   # a long message is not kept
+    if keep is not buf:
+        e = len(buf) - 16
+        for j in range(16):
+            keep[j] = buf[e + j]
+    _IV[slot] = keep
     return buf
 
 

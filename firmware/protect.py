@@ -35,14 +35,16 @@ _ALL = const(0)    # anything (no access control)
 _READ = const(1)   # GET (reads, Observe, discovery); anything else 4.01
 _NONE = const(2)   # /.well-known/core only
 
-FILE = "oscore_seq.json"   # next to config.json: {"<recipient_id hex>": first unused number}
+FILE = "oscore_seq.json"   # next to config.json: {"<Sequences.name()>": first unused number}
 
 
 class Sequences:
     """The Sender Sequence Numbers of every context, persisted ahead (RFC 8613 7.2.1, B.1.1)
     in one small file, written atomically (a temporary file, then a rename) only when a context
     has used up its reserve: once after a boot, then once per `step` numbers. `writes` counts
-    the writes (tests, figures)."""
+    the writes (tests, figures). Where a file system cannot rename over a file, the old file is
+    removed first: a reset (or a failure) just then leaves only the temporary file, which the
+    boot reads too (oscore_boot.py), so no number is ever taken to be unused twice."""
 
     def __init__(self, path, contexts):
         self.path = path
@@ -56,13 +58,12 @@ class Sequences:
             return True
         if self.broken:
             return False
-        from binascii import hexlify
         import os
         # Every context that is due gets its reserve in the same write (all of them after a boot).
         want = {}
         for c in self.contexts:
             s = c.sequence
-            want[hexlify(c.recipient_id).decode()] = s.reserve() if s.due() else s.limit
+            want[self.name(c)] = s.reserve() if s.due() else s.limit
         text = "{%s}\n" % ", ".join('"%s": %d' % kv for kv in want.items())
         tmp = self.path + ".tmp"
         try:
@@ -78,9 +79,19 @@ class Sequences:
             return False
         self.writes += 1
         for c in self.contexts:
-            c.sequence.persisted(want[hexlify(c.recipient_id).decode()])
+            c.sequence.persisted(want[self.name(c)])
         log.info("oscore: sequence numbers reserved (write %d of %s)", self.writes, self.path)
         return True
+
+    @staticmethod
+    def name(c):
+        """The file's name for context c's numbers: what its nonces hang on, the Sender Key and
+        the nonce of Partial IV 0 (5.2), hashed (nothing of a key can be read back from it). Two
+        contexts with the same of both would share nonces, and a context whose IDs change but
+        not its secret keeps its count; a Recipient ID as the name would allow neither."""
+        from binascii import hexlify
+        from hashlib import sha256
+        return hexlify(sha256(c._send + c._sn.to_bytes(13, "big")).digest()[:8]).decode()
 
 
 class Protect:

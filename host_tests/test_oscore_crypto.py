@@ -184,6 +184,37 @@ def test_large_aad_uses_the_six_byte_length_form():
 
 
 @needs_cryptography
+def test_a_memory_error_mid_operation_leaves_the_next_ones_right(monkeypatch):
+    # Each key's CBC encryptor goes on from its last output block, which oscore_crypto keeps; a
+    # MemoryError within an operation must not leave that value stale (every later tag would be
+    # wrong under that key). The only allocation near the encryptor is for a long message's copy.
+    key, nonce, aad = bytes(range(16)), bytes(13), b"a" * 20
+    ref = AESCCM(key, tag_length=8)
+    assert oc.ccm_encrypt(key, nonce, aad, b"x" * 40) == ref.encrypt(nonce, b"x" * 40, aad)
+    armed = [True]
+
+    def short_of_memory(n=0):
+        if armed[0] and n == 16:
+            armed[0] = False
+            raise MemoryError
+        return bytearray(n)
+
+    monkeypatch.setattr(oc, "bytearray", short_of_memory, raising=False)
+    with pytest.raises(MemoryError):
+        oc.ccm_encrypt(key, nonce, aad, b"y" * 40)
+    for msg in (b"short", b"z" * 40, b"again"):
+        assert oc.ccm_encrypt(key, nonce, aad, msg) == ref.encrypt(nonce, msg, aad)
+        assert oc.ccm_decrypt(key, nonce, aad, ref.encrypt(nonce, msg, aad)) == msg
+
+
+@needs_cryptography
+def test_a_message_over_64_kib_with_a_longer_length_field():
+    key, nonce = bytes(range(16)), bytes(12)   # L = 3
+    msg = bytes(range(256)) * 257               # 65 792 bytes: its length needs the third byte
+    assert oc.ccm_encrypt(key, nonce, b"", msg) == AESCCM(key, tag_length=8).encrypt(nonce, msg, b"")
+
+
+@needs_cryptography
 def test_hkdf_rfc5869_vectors():
     for salt, ikm, info, n, prk, okm in RFC5869:
         assert kb.hkdf_extract(H(salt), H(ikm)) == H(prk)

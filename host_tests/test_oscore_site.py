@@ -250,7 +250,7 @@ def test_sequence_file_written_once_per_boot_and_per_step_numbers_never_reused(t
             clock.advance(10)
         writes.append(layer.store.writes)
         stored = json.loads((tmp_path / "oscore_seq.json").read_text())
-        assert set(stored) == {"01", "02"}
+        assert set(stored) == {layer.store.name(ctx) for ctx in layer.contexts} and len(stored) == 2
     # 41 numbers a boot (the Echo and 40 notifications) in steps of 16: one write at the first,
     # then one every 16.
     assert writes == [3, 3, 3]
@@ -266,6 +266,86 @@ def test_a_damaged_sequence_file_refuses_new_numbers_rather_than_reuse_them(tmp_
     data, _ = c.protect(coap.GET, mid=1)
     r = send(server, sock, data)
     assert r.code == coap.SERVICE_UNAVAILABLE and r.opt(coap.OSCORE) is None
+
+
+def _use_up_the_reserve(server, alarm, sock, clock, client, n=20):
+    # An observation, then n changes: notifications that take the board's own sequence numbers.
+    data, bind = client.protect(coap.GET, mid=5, token=b"ob", observe=0)
+    send(server, sock, data)
+    pivs = []
+    for k in range(n):
+        alarm.set(not alarm.on, "test")
+        server.service()
+        for m, _ in sock.take():
+            if m.opt(coap.OSCORE):
+                pivs.append(client.oscore.decode_option(m.opt(coap.OSCORE))[0])
+            if m.mtype == coap.CON:
+                server.datagram(request(coap.EMPTY, "", coap.ACK, m.mid, b""), PEER)
+        clock.advance(10)
+    return pivs
+
+
+def test_a_write_cut_short_between_remove_and_rename_loses_no_count(tmp_path, monkeypatch):
+    # Where rename() cannot replace a file (FAT), the old file is removed first; if the rename then
+    # fails (or the board resets just then), only the temporary file has the count. The next boot
+    # reads it: no Partial IV is used twice under one key (RFC 8613 7.2.1).
+    import os
+    server, alarm, sock, clock, layer = oscore_server(tmp_path, oscore_seq_step=16)
+    c = OscoreClient(LAPTOP)
+    synced(server, sock, c)
+    before = _use_up_the_reserve(server, alarm, sock, clock, c, 10)
+    real_rename = os.rename
+
+    def fat_rename(a, b):
+        if os.path.exists(b):
+            raise OSError(17, "EEXIST")   # FAT: no rename over a file
+        raise OSError(5, "EIO")           # and then the second one fails too
+
+    monkeypatch.setattr(os, "rename", fat_rename)
+    before += _use_up_the_reserve(server, alarm, sock, clock, c, 20)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert sorted(os.listdir(tmp_path)) == ["oscore_seq.json.tmp"]
+    server, alarm, sock, clock, layer = oscore_server(tmp_path, oscore_seq_step=16)   # a reboot
+    after = [synced(server, sock, c, mid=100)[3]] + _use_up_the_reserve(server, alarm, sock, clock, c, 5)
+    nums = [coap.uint_decode(p) for p in before + after if p is not None]
+    assert len(nums) == len(set(nums)) and min(coap.uint_decode(p) for p in after if p) > max(
+        coap.uint_decode(p) for p in before)
+
+
+@pytest.mark.parametrize("files", [{"oscore_seq.json": '{"a": "12"}'}, {"oscore_seq.json": "[3]"},
+                                   {"oscore_seq.json": '{"a": -1}'}, {"oscore_seq.json.tmp": '{"a": 1'}])
+def test_a_sequence_file_that_says_no_count_refuses_new_numbers(tmp_path, files):
+    # A count that is not a number, or only a temporary file cut short: nothing says which numbers
+    # are unused, so none is taken (5.03 unprotected) rather than start again at 0.
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    server, alarm, sock, _, _ = oscore_server(tmp_path)
+    data, _ = OscoreClient(LAPTOP).protect(coap.GET, mid=1)
+    r = send(server, sock, data)
+    assert r.code == coap.SERVICE_UNAVAILABLE and r.opt(coap.OSCORE) is None
+
+
+def test_a_temporary_file_cut_short_beside_a_good_file_is_ignored(tmp_path):
+    server, alarm, sock, clock, layer = oscore_server(tmp_path, oscore_seq_step=16)
+    c = OscoreClient(LAPTOP)
+    synced(server, sock, c)
+    (tmp_path / "oscore_seq.json.tmp").write_text('{"0011')
+    server, alarm, sock, clock, layer = oscore_server(tmp_path, oscore_seq_step=16)
+    assert not layer.store.broken
+    assert synced(server, sock, c, mid=50)[0] == coap.CONTENT
+
+
+def test_the_count_belongs_to_the_key_not_to_the_recipient_id(tmp_path):
+    # Only the client's ID changed, not the secret: the board's keys and nonces are the same, so
+    # its count must go on (the file names a context by what its nonces hang on).
+    server, alarm, sock, clock, layer = oscore_server(tmp_path, oscore_seq_step=16)
+    c = OscoreClient(LAPTOP)
+    before = [synced(server, sock, c)[3]] + _use_up_the_reserve(server, alarm, sock, clock, c, 20)
+    moved = dict(LAPTOP, recipient_id="07")
+    server, alarm, sock, clock, layer = oscore_server(tmp_path, contexts=[moved, PHONE], oscore_seq_step=16)
+    c2 = OscoreClient(moved)
+    after = [synced(server, sock, c2)[3]] + _use_up_the_reserve(server, alarm, sock, clock, c2, 5)
+    assert min(coap.uint_decode(p) for p in after if p) > max(coap.uint_decode(p) for p in before if p)
 
 
 def test_health_says_how_open_the_board_is(tmp_path):
