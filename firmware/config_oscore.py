@@ -71,6 +71,13 @@ def _contexts(contexts, most, report):
                 elif why is None and binascii.unhexlify(g[recipient]) == ids[recipient]:
                     why = "has the same %s as %s: each client needs its own" % (
                         recipient, json.dumps(g[name]))
+                elif why is None and (binascii.unhexlify(g[secret]), binascii.unhexlify(g.get(salt, "")),
+                                      binascii.unhexlify(g[sender])) == (ids[secret], ids.get(salt, b""),
+                                                                         ids[sender]):
+                    # The board's sender key and nonces would be those of the other context, each
+                    # counting on its own: the same nonce twice under one key.
+                    why = "has the same %s, %s and %s as %s: each client needs its own %s" % (
+                        secret, salt, sender, json.dumps(g[name]), secret)
             if why is None and len(good) == most:
                 why = "is one more than oscore_max_contexts = %d" % len(good)
         if why is None:

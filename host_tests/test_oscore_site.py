@@ -393,11 +393,24 @@ def test_duplicate_recipient_ids_and_too_many_contexts():
     cfg, said = check({"oscore": [LAPTOP, dict(PHONE, recipient_id="01")]})
     assert said == ['config: oscore[1] ("phone") has the same recipient_id as "laptop": each client '
                     'needs its own; context left out']
-    many = [dict(LAPTOP, name="c%d" % i, recipient_id="%02x" % (i + 1)) for i in range(5)]
+    many = [dict(LAPTOP, name="c%d" % i, recipient_id="%02x" % (i + 1), secret="%02x" % i * 16) for i in range(5)]
     cfg, said = check({"oscore": many})
     assert len(cfg["oscore"]) == 4 and "one more than oscore_max_contexts = 4" in said[0]
     cfg, said = check({"oscore": many, "oscore_max_contexts": 5})
     assert len(cfg["oscore"]) == 5 and said == []
+
+
+def test_two_contexts_with_one_secret_salt_and_sender_id_are_refused():
+    # The board's sender key and nonces derive from the secret, the salt and its own ID: two such
+    # contexts would send under one key, each counting from its own number (nonce reuse).
+    cfg, said = check({"oscore": [LAPTOP, dict(LAPTOP, name="twin", recipient_id="07")]})
+    assert cfg["oscore"] == [LAPTOP] and said == [
+        'config: oscore[1] ("twin") has the same secret, salt and sender_id as "laptop": each client '
+        'needs its own secret; context left out']
+    other_salt = dict(LAPTOP, name="twin", recipient_id="07", salt="00")
+    other_id = dict(LAPTOP, name="twin", recipient_id="07", sender_id="05")
+    for fine in (other_salt, other_id):
+        assert check({"oscore": [LAPTOP, fine]})[1] == []
 
 
 def test_the_policy_defaults_and_needs_a_context():
