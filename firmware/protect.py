@@ -158,10 +158,13 @@ class Protect:
         return self.site.request(req, addr, now, mcast)
 
     def error(self, req, code, why):
-        """An unprotected error (RFC 8613 8.2): no OSCORE option, Max-Age 0, a short diagnostic."""
+        """An unprotected error (RFC 8613 8.2): no OSCORE option, Max-Age 0, a short diagnostic,
+        but none where the answer would pass 3x the request's bytes, as the site's answers to
+        unverified sources never do (RFC 7252 11.3; README.md, "Under attack")."""
         w = self.endpoint.header(req, code)
         w.option_uint(_MAX_AGE, 0)
-        w.payload(why)
+        if w.n + 1 + len(why) <= 3 * len(req.data):
+            w.payload(why)
         return w.view()
 
     def unprotect(self, req, addr, now):

@@ -219,7 +219,7 @@ class Site:
         if over > 0 and self.observe.key is None:
             # No more than 3x the request's bytes to a source nobody verified (RFC 7252 11.3):
             # an error loses its diagnostic, a body goes block-wise in smaller blocks. A
-            # protected request (observe.key set) proved its source. docs/security.md.
+            # protected request (observe.key set) proved its source. README.md, "Under attack".
             if code >> 5 != 2:
                 if payload:
                     return self.reply(req, code, fmt, b"", observe, size1, block1)

@@ -8,7 +8,7 @@ import cbor2
 import pytest
 
 from host import coapmsg as coap
-from harness import PEER, ask_whole, fetch_rest, full_server, request
+from harness import PEER, _has_cryptography, ask_whole, fetch_rest, full_server, oscore_server, request
 
 
 def _raw(code, path="", token=b"", mid=7, mtype=coap.CON, options=(), payload=b""):
@@ -98,6 +98,33 @@ def test_no_reply_is_more_than_3x_the_request(what, data, token):
     code = data[1]
     if code == coap.GET and data[0] >> 4 & 3 == coap.CON:
         assert sock.sent, what     # bounded, not silenced (a spoofed GET still gets its first block)
+
+
+# The protection layer's own errors (RFC 8613 8.2, and 4.01 for what the policy refuses) are
+# answered to unverified sources too: the same bound.
+OSCORE_SHAPES = [
+    ("an empty OSCORE option", _raw(coap.POST, options=[(coap.OSCORE, b"")])),
+    ("an empty OSCORE option, NON", _raw(coap.POST, mtype=coap.NON, options=[(coap.OSCORE, b"")])),
+    ("a reserved flag", _raw(coap.POST, options=[(coap.OSCORE, b"\x80")])),
+    ("an unknown kid", _raw(coap.POST, options=[(coap.OSCORE, b"\x09\x01\x77")], payload=b"12345678")),
+    ("a ciphertext that does not verify", _raw(coap.POST, options=[(coap.OSCORE, b"\x09\x01\x01")],
+                                               payload=b"12345678")),
+    ("a 4-byte PUT", _raw(coap.PUT)),
+    ("a 4-byte DELETE, NON", _raw(coap.DELETE, mtype=coap.NON)),
+    ("PUT /alarm", _raw(coap.PUT, "alarm", payload=b"ON")),
+]
+
+
+@pytest.mark.skipif(not _has_cryptography(), reason="the `cryptography` package is missing: OSCORE's AES")
+@pytest.mark.parametrize("what,data", OSCORE_SHAPES, ids=[s[0] for s in OSCORE_SHAPES])
+def test_the_protection_layer_errors_are_bounded_too(tmp_path, what, data):
+    server, alarm, sock, clock, layer = oscore_server(tmp_path)
+    server.datagram(data, PEER)
+    (out, _), = sock.sent
+    r = coap.parse(out)
+    assert r.code in (coap.BAD_REQUEST, coap.UNAUTHORIZED, coap.BAD_OPTION) and r.opt(coap.OSCORE) is None, r
+    assert len(out) <= 3 * len(data), (what, len(data), len(out), r)
+    assert not alarm.on
 
 
 def test_a_duplicate_does_not_replay_a_bigger_answer():
