@@ -111,7 +111,8 @@ class ReplayWindow:
     without allocation per message: bit (n % size) of `bits` marks n for top - size < n <= top.
 
     After a boot the window is unknown (known False): nothing is fresh until an Echo round
-    trip proves a request new; start(seq) then makes seq the lower limit (Appendix B.1.2)."""
+    trip proves a request new; start(seq) then makes seq the lower limit (Appendix B.1.2).
+    Until then verify_request() keeps in `top` the highest number it let through for an Echo."""
 
     def __init__(self, size=_WINDOW, known=False):
         self.size = size
@@ -254,7 +255,9 @@ def verify_request(contexts, option, payload):
         return NO_CONTEXT, None, None, None
     seq = int.from_bytes(piv, "big")
     window = ctx.replay
-    if window.known and not window.fresh(seq):
+    if not window.fresh(seq) if window.known else seq <= window.top:
+        # (while the window is unknown, top is the highest number already answered with an Echo:
+        # one old request, sent again and again, does not cost a sequence number each time)
         return REPLAY, ctx, None, None
     got = ctx.unprotect_request(piv, payload)
     if got is None:
@@ -263,6 +266,7 @@ def verify_request(contexts, option, payload):
         # Not known to be fresh: the same request may come again, so its answer (4.01 with
         # Echo) must not reuse the request's nonce (B.1.2): mark the nonce as used.
         got[1][2] = True
+        window.top = seq
         return UNSYNCED, ctx, got[0], got[1]
     window.mark(seq)
     return OK, ctx, got[0], got[1]

@@ -145,6 +145,27 @@ def test_a_replay_under_a_new_mid_is_refused_a_retransmission_gets_the_same_byte
     assert send(server, sock, bytes(replay)).code == coap.UNAUTHORIZED
 
 
+def test_an_old_request_replayed_before_the_client_syncs_costs_one_number_not_one_each(tmp_path):
+    # After a boot every context's window is unknown until its client's Echo round trip. A
+    # captured request of an earlier boot, sent again under new message IDs, is answered with an
+    # Echo once; the copies are replays (4.01 unprotected): they neither take the board's sequence
+    # numbers nor make it write its sequence file again and again (flash wear).
+    server, alarm, sock, clock, layer = oscore_server(tmp_path, oscore_seq_step=16)
+    c = OscoreClient(LAPTOP)
+    old, _ = c.protect(coap.PUT, payload=b"OFF", mid=1)
+    answers = []
+    for mid in range(1000, 1200):
+        d = bytearray(old)
+        d[2:4] = mid.to_bytes(2, "big")
+        answers.append(send(server, sock, bytes(d)))
+    assert answers[0].code == coap.CHANGED and answers[0].opt(coap.OSCORE)   # the Echo, protected
+    assert {(r.code, r.payload, r.opt(coap.OSCORE)) for r in answers[1:]} == {
+        (coap.UNAUTHORIZED, b"Replay detected", None)}
+    assert layer.store.writes == 1 and layer.contexts[0].sequence.next == 1
+    # The client itself syncs as ever with its next request.
+    assert synced(server, sock, c, mid=2000)[0] == coap.CONTENT
+
+
 def test_an_echo_from_another_boot_does_not_sync(tmp_path):
     server, _, sock, _, layer = oscore_server(tmp_path)
     c = OscoreClient(LAPTOP)
