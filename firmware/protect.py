@@ -168,6 +168,11 @@ class Protect:
         return w.view()
 
     def unprotect(self, req, addr, now):
+        # The outer code (POST, or FETCH for Observe) goes back into req before a protected answer
+        # leaves: the duplicate cache, which reads it then, holds the answer as it holds a state
+        # change's (messages.DedupCache), since the request can never be answered again (it is
+        # now a replay) and a flood must not flush it before the client's retransmission.
+        code = req.code
         status, ctx, pt, bind = oscore.verify_request(self.contexts, req.opt(_OSCORE), req.payload)
         if status and status != oscore.UNSYNCED:   # OK is 0: one test on the usual way
             if status == oscore.MALFORMED:
@@ -178,10 +183,12 @@ class Protect:
                 return self.error(req, _UNAUTHORIZED, b"Replay detected")
             return self.error(req, _BAD_REQUEST, b"Decryption failed")
         if self.inner(req, pt) is None:
+            req.code = code
             return self.answer(req, ctx, bind, _BAD_REQUEST, ())
         if status == oscore.UNSYNCED:
             # Authentic, but the window is unknown since the boot: fresh only with our Echo.
             if req.opt(_ECHO) != self.echo:
+                req.code = code
                 return self.answer(req, ctx, bind, _UNAUTHORIZED, ((_ECHO, self.echo),))
             ctx.replay.start(int.from_bytes(bind[1], "big"))
         obs = self.observe
@@ -190,6 +197,7 @@ class Protect:
             out = self.site.request(req, addr, now, False)
         finally:
             obs.key = None
+            req.code = code
         if out is None:
             return None
         return self.protect(ctx, bind, out, False)

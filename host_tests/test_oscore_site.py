@@ -166,6 +166,24 @@ def test_an_old_request_replayed_before_the_client_syncs_costs_one_number_not_on
     assert synced(server, sock, c, mid=2000)[0] == coap.CONTENT
 
 
+def test_a_flood_does_not_flush_a_protected_answer_before_its_retransmission(srv):
+    # A protected request cannot be answered twice (the second time it is a replay), so its
+    # answer stays cached like a state change's: spoofed requests from other sources, as many as
+    # the cache has entries, do not turn the client's retransmission into "Replay detected".
+    server, alarm, sock, _, _, _ = srv
+    c = OscoreClient(LAPTOP)
+    synced(server, sock, c)
+    for mid, observe in ((100, 0), (300, None)):
+        data, bind = c.protect(coap.GET, mid=mid, token=b"ob", observe=observe)
+        server.datagram(data, PEER)
+        (first, _), = sock.take()          # ... and the ACK is lost on the way back
+        for k in range(server.dedup.capacity):
+            server.datagram(request(coap.GET, ".well-known/core", mid=mid + 1 + k), ("10.0.0.%d" % (k + 1), 5683))
+        sock.take()
+        again = send(server, sock, data)   # the client's retransmission
+        assert again == first and c.open(again, bind)[0] == coap.CONTENT
+
+
 def test_an_echo_from_another_boot_does_not_sync(tmp_path):
     server, _, sock, _, layer = oscore_server(tmp_path)
     c = OscoreClient(LAPTOP)
