@@ -114,13 +114,23 @@ class Protect:
 
     def watch(self, observe):
         """Each observer registered through OSCORE keeps its binding here, and its notifications
-        are protected: the observe layer's register, _drop (and failed) and render are wrapped
-        on its instance, so that observe.py holds nothing of this (RAM without keys) but `key`,
-        the binding of the request being answered, which register() also reads."""
+        are protected: the observe layer's register, forget, _drop (and failed) and render are
+        wrapped on its instance, so that observe.py holds nothing of this (RAM without keys) but
+        `key`, the binding of the request being answered, which register() and forget() also
+        read. An observation made under one context is renewed or ended only under the same one:
+        another client's key with the first one's address and token (a spoofed source) cannot
+        take it over or cancel it."""
         keys = self.keys = {}   # slot: binding, only for the slots registered with OSCORE
-        register, drop, render = observe.register, observe._drop, observe.render
+        register, forget, drop, render = observe.register, observe.forget, observe._drop, observe.render
+
+        def other(addr, token):
+            # True when that observation was made under a context other than this request's
+            k = keys.get(observe.find(addr, token))
+            return k is not None and observe.key is not None and k[5] is not observe.key[5]
 
         def registered(addr, req, resource, fmt):
+            if other(addr, req.token):
+                return -1   # answered without Observe (RFC 7641 4.1); the observation stays
             n = register(addr, req, resource, fmt)
             if n >= 0:
                 i = observe.find(addr, req.token)
@@ -129,6 +139,10 @@ class Protect:
                 else:
                     keys[i] = observe.key
             return n
+
+        def forgotten(addr, token):
+            if not other(addr, token):
+                forget(addr, token)
 
         def dropped(i, reason):
             keys.pop(i, None)
@@ -142,6 +156,7 @@ class Protect:
             return msg if k is None else self.protect(k[5], k, msg, True)
 
         observe.register = registered
+        observe.forget = forgotten
         observe._drop = observe.failed = dropped
         observe.render = rendered
 

@@ -166,6 +166,26 @@ def test_an_old_request_replayed_before_the_client_syncs_costs_one_number_not_on
     assert synced(server, sock, c, mid=2000)[0] == coap.CONTENT
 
 
+def test_another_key_holder_cannot_take_over_or_end_an_observation(srv):
+    # The phone's client, with its own valid key, spoofs the laptop's address and token: it can
+    # neither make the laptop's observation its own nor cancel it.
+    server, alarm, sock, clock, _, _ = srv
+    laptop, phone = OscoreClient(LAPTOP), OscoreClient(PHONE)
+    synced(server, sock, laptop)
+    synced(server, sock, phone, addr=("127.0.0.1", 40002))
+    data, bind = laptop.protect(coap.GET, mid=5, token=b"ob", observe=0)
+    assert laptop.open(send(server, sock, data), bind)[1].get(coap.OBSERVE) is not None
+    for mid, observe in ((6, 0), (7, 1)):   # a take-over, then a deregistration
+        data, pbind = phone.protect(coap.GET, mid=mid, token=b"ob", observe=observe)
+        code, opts, payload, _ = phone.open(send(server, sock, data), pbind)
+        assert code == coap.CONTENT and coap.OBSERVE not in opts
+    assert len(server.observe) == 1
+    alarm.set(True, "test")
+    server.service()
+    (m, addr), = sock.take()
+    assert addr == PEER and laptop.open(m, bind)[2] == b"ON"   # still the laptop's, readable by it
+
+
 def test_a_flood_does_not_flush_a_protected_answer_before_its_retransmission(srv):
     # A protected request cannot be answered twice (the second time it is a replay), so its
     # answer stays cached like a state change's: spoofed requests from other sources, as many as
