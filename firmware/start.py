@@ -15,9 +15,9 @@ from firmware.compat import const
 # 4.6 sets no minimum a server must accept). A datagram that fills it is answered 4.13.
 _RX_HEADROOM = const(192)
 _ROOMY_FREE = const(18 * 1024)  # this much free near the end of the boot: load every format and filter
-_OSCORE_FREE = const(20 * 1024 + 512)  # the OSCORE layer, loaded after the build, plus 1 KB a key
-#   (64-bit: one key 84k, two 85k, four 88k: the smallest heaps where aiocoap's client reads, writes
-#   and observes through it; docs/performance.md)
+_OSCORE_FREE = const(23 * 1024)  # the OSCORE layer, loaded after the build, plus 512 B a key
+#   (64-bit: one key 86k, four 89k; aiocoap's client reads, writes and observes through it from a
+#   heap about 1k smaller, but where exactly shifts with fragmentation: docs/performance.md)
 _PERSIST_FREE = const(42 * 1024)  # persist: free before it loads (64-bit: a heap of 67k)
 _RD_FREE = const(11 * 1024)  # RD client: this much free (64-bit: a heap of 71k, 74k with persist)
 
@@ -161,7 +161,7 @@ def main():
     if cfg["oscore"]:
         # OSCORE in front of the site: its code loads only with a context; its boot part goes again.
         gc.collect()
-        need = _OSCORE_FREE + (len(cfg["oscore"]) << 10)
+        need = _OSCORE_FREE + (len(cfg["oscore"]) << 9)
         if machine is None and hasattr(gc, "mem_free") and gc.mem_free() < need:
             # A fixed heap too small for it: stop, never serve open what was meant to be protected.
             print("oscore: %d KB free, %d KB needed: not serving" % (gc.mem_free() >> 10, (need + 1023) >> 10))
