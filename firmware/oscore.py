@@ -170,8 +170,8 @@ class SecurityContext:
 
     A request binding ("request" below) is what a response needs from its request: a list
     [request kid, request Partial IV, request nonce already reused] (a server's also has the
-    request's AAD, which its responses share, the request's nonce and the context). Keep it as long as responses may follow (an
-    observation's lifetime)."""
+    request's AAD, which its responses share, the request's nonce and the context). Keep it as
+    long as responses may follow (an observation's lifetime)."""
 
     id_context = None
 
@@ -226,7 +226,10 @@ class SecurityContext:
             opt = bytes((len(piv),)) + piv   # flags (the Partial IV's length), Partial IV (6.1)
         else:
             request[2] = True   # the request's own nonce (its kid is our recipient_id)
-            nonce = request[4] if len(request) > 4 else (self._rn ^ int.from_bytes(rpiv, "big")).to_bytes(13, "big")
+            if len(request) > 4:
+                nonce = request[4]
+            else:
+                nonce = (self._rn ^ int.from_bytes(rpiv, "big")).to_bytes(13, "big")
             opt = b""
         a = request[3] if len(request) > 3 else aad(kid, rpiv)
         return opt, ccm_encrypt(self._send, nonce, a, plaintext, _TAG_LEN)
@@ -255,9 +258,12 @@ def verify_request(contexts, option, payload):
         return NO_CONTEXT, None, None, None
     seq = int.from_bytes(piv, "big")
     window = ctx.replay
-    if not window.fresh(seq) if window.known else seq <= window.top:
-        # (while the window is unknown, top is the highest number already answered with an Echo:
-        # one old request, sent again and again, does not cost a sequence number each time)
+    if window.known:
+        if not window.fresh(seq):
+            return REPLAY, ctx, None, None
+    elif seq <= window.top:
+        # Unknown window: top is the highest number already answered with an Echo, so one old
+        # request, sent again and again, does not cost a sequence number each time.
         return REPLAY, ctx, None, None
     got = ctx.unprotect_request(piv, payload)
     if got is None:
