@@ -26,6 +26,8 @@ _OSCORE = const(9)
 _MAX_AGE = const(14)
 _PROXY_URI = const(35)
 _PROXY_SCHEME = const(39)
+_BLOCK1 = const(27)
+_REQUEST_ENTITY_INCOMPLETE = const(0x88)
 _ECHO = const(252)
 _WKC = (b".well-known", b"core")
 _CLASS_U = const((1 << 3) | (1 << 7) | (1 << 29))   # Reader.flags: Uri-Host, Uri-Port, 29 and up
@@ -109,6 +111,7 @@ class Protect:
         r = endpoint.rand
         self.echo = bytes(r(8) for _ in range(8))
         self.observe_value = None   # protect(): the outer Observe value of the message at hand
+        self.block1 = None          # the context of the Block1 transfer under way (None: unprotected)
         endpoint.handler = self
         self.watch(observe)
 
@@ -170,7 +173,17 @@ class Protect:
             if mcast:
                 return None
             return self.error(req, _UNAUTHORIZED, b"OSCORE required")
+        if req.flags & (1 << _BLOCK1) and not self.same(req, None):
+            return self.error(req, _REQUEST_ENTITY_INCOMPLETE, b"")
         return self.site.request(req, addr, now, mcast)
+
+    def same(self, req, ctx):
+        """A Block1 block goes on with the transfer under way (blockwise.py keeps one, by source
+        and path) only under the context that began it (None: unprotected): another client's
+        key, or none, from a spoofed source cannot add blocks to it. Block 0 begins one."""
+        if req.opt_uint(_BLOCK1, 0) >> 4 == 0:
+            self.block1 = ctx
+        return self.block1 is ctx
 
     def error(self, req, code, why):
         """An unprotected error (RFC 8613 8.2): no OSCORE option, Max-Age 0, a short diagnostic,
@@ -206,6 +219,9 @@ class Protect:
                 req.code = code
                 return self.answer(req, ctx, bind, _UNAUTHORIZED, ((_ECHO, self.echo),))
             ctx.replay.start(int.from_bytes(bind[1], "big"))
+        if req.flags & (1 << _BLOCK1) and not self.same(req, ctx):
+            req.code = code
+            return self.answer(req, ctx, bind, _REQUEST_ENTITY_INCOMPLETE, ())
         obs = self.observe
         obs.key = bind   # an observation registered now keeps it, its context in it (observe.py)
         try:

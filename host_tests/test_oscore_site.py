@@ -186,6 +186,36 @@ def test_another_key_holder_cannot_take_over_or_end_an_observation(srv):
     assert addr == PEER and laptop.open(m, bind)[2] == b"ON"   # still the laptop's, readable by it
 
 
+def test_a_block1_transfer_goes_on_only_under_the_context_that_began_it(tmp_path):
+    # The laptop PUTs a body in two blocks; the phone's client (its own valid key) and a client
+    # without one, both spoofing the laptop's address, try to add the second block first: 4.08,
+    # and the laptop's own second block completes the transfer with the laptop's body.
+    server, alarm, sock, _, _ = oscore_server(tmp_path, full=True, unprotected="all")[:5]
+    laptop, phone = OscoreClient(LAPTOP), OscoreClient(PHONE)
+    synced(server, sock, laptop)
+    synced(server, sock, phone, addr=("127.0.0.1", 40002))
+    body = b'{"on": true' + b" " * 10 + b"}"          # 22 bytes: two blocks of 16
+    fake = b'{"on": fals' + b"e" + b" " * 9 + b"}"
+
+    def block(client, num, chunk, mid):
+        opts = [(coap.CONTENT_FORMAT, 50), (coap.BLOCK1, coap.block_encode(num, num == 0, 0))]
+        data, bind = client.protect(coap.PUT, payload=chunk, mid=mid, options=opts)
+        return client.open(send(server, sock, data), bind)[0]
+
+    assert block(laptop, 0, body[:16], 10) == coap.CONTINUE
+    assert block(phone, 1, fake[16:], 11) == coap.REQUEST_ENTITY_INCOMPLETE
+    plain = request(coap.PUT, "alarm", mid=12, payload=fake[16:],
+                    options=[(coap.CONTENT_FORMAT, 50), (coap.BLOCK1, coap.block_encode(1, False, 0))])
+    assert send(server, sock, plain).code == coap.REQUEST_ENTITY_INCOMPLETE
+    assert not alarm.on
+    assert block(laptop, 1, body[16:], 13) == coap.CHANGED
+    assert alarm.on
+    # Unprotected transfers (this board lets anyone write: "all") still work on their own.
+    from test_blockwise_shim import put_blocks
+    out = put_blocks(server, sock, b'{"on": false' + b" " * 10 + b"}", 0, mid=100)
+    assert [r.code for r in out] == [coap.CONTINUE, coap.CHANGED] and not alarm.on
+
+
 def test_a_flood_does_not_flush_a_protected_answer_before_its_retransmission(srv):
     # A protected request cannot be answered twice (the second time it is a replay), so its
     # answer stays cached like a state change's: spoofed requests from other sources, as many as
