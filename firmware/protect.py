@@ -13,6 +13,8 @@ from firmware.compat import const
 
 _CON = const(0)
 _GET = const(0x01)
+_POST = const(0x02)
+_PUT = const(0x03)
 _CHANGED = const(0x44)
 _CONTENT = const(0x45)
 _BAD_REQUEST = const(0x80)
@@ -180,7 +182,10 @@ class Protect:
     def same(self, req, ctx):
         """A Block1 block goes on with the transfer under way (blockwise.py keeps one, by source
         and path) only under the context that began it (None: unprotected): another client's
-        key, or none, from a spoofed source cannot add blocks to it. Block 0 begins one."""
+        key, or none, from a spoofed source cannot add blocks to it. Block 0 of a PUT or POST (the
+        site reassembles no other) begins one."""
+        if req.code != _PUT and req.code != _POST:
+            return True
         if req.opt_uint(_BLOCK1, 0) >> 4 == 0:
             self.block1 = ctx
         return self.block1 is ctx

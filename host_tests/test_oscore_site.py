@@ -203,6 +203,8 @@ def test_a_block1_transfer_goes_on_only_under_the_context_that_began_it(tmp_path
         return client.open(send(server, sock, data), bind)[0]
 
     assert block(laptop, 0, body[:16], 10) == coap.CONTINUE
+    # (a GET with a Block1 option begins no upload: it does not end the laptop's either)
+    send(server, sock, request(coap.GET, "alarm", mid=9, options=[(coap.BLOCK1, coap.block_encode(0, True, 0))]))
     assert block(phone, 1, fake[16:], 11) == coap.REQUEST_ENTITY_INCOMPLETE
     plain = request(coap.PUT, "alarm", mid=12, payload=fake[16:],
                     options=[(coap.CONTENT_FORMAT, 50), (coap.BLOCK1, coap.block_encode(1, False, 0))])
