@@ -17,8 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Run by name at power-up: they stay source on the board.
 TOP = ("boot.py", "main.py")
-# What the simulator adds on top of the board files (simulated pins and console).
-SIM_EXTRAS = ("host/__init__.py", "host/simpins.py", "host/console.py", "host/oscore_client.py")
+# What the simulator adds on top of the board files (simulated pins and console), and what the
+# probes run on that build need (OSCORE's client side, a socket that sends nowhere).
+SIM_EXTRAS = ("host/__init__.py", "host/simpins.py", "host/console.py", "host/oscore_client.py",
+              "host/probe_socket.py")
 
 
 def board_files(root=ROOT):

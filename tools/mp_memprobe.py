@@ -25,52 +25,14 @@ except ImportError:
     _real_socket = None  # the WebAssembly port has no socket module
 
 
-_SENT = []        # what the firmware sent, from any of its sockets: what a client would see
-_KEEP = [True]    # False: count nothing (the steady-state loops)
+from host.probe_socket import Socket, install
 
-
-class _Sock:
-    def __init__(self, *args):
-        pass
-
-    def setsockopt(self, *args):
-        pass
-
-    def bind(self, addr):
-        pass
-
-    def setblocking(self, flag):
-        pass
-
-    def close(self):
-        pass
-
-    def sendto(self, data, addr):
-        if _KEEP[0]:
-            _SENT.append(bytes(data))
-        return len(data)
-
-    def recvfrom(self, n):
-        raise OSError(11)  # EAGAIN: nothing ever arrives from outside
+_SENT = Socket.sent   # what the firmware sent, from any of its sockets: what a client would see
 
 
 class _NoIOQueue:
     def queue_read(self, sock):
         raise OSError("no IO queue on this port")
-
-
-class _SocketModule:
-    AF_INET = 2
-    SOCK_DGRAM = 2
-    SOL_SOCKET = 1
-    SO_REUSEADDR = 2
-    IPPROTO_IP = 0
-    IP_ADD_MEMBERSHIP = 35
-    socket = _Sock
-
-    @staticmethod
-    def getaddrinfo(host, port, *args):
-        return [(2, 2, 0, "", (host, port))]
 
 
 _args = sys.argv[1:] + ["", "", "", ""]
@@ -189,7 +151,7 @@ def _phases():
     with open("config.json", "w") as f:
         json.dump({"bind": "127.0.0.1", "port": 5683, "log_level": "error",
                    "max_observers": _MAX_OBS, "oscore": _oscore_config()}, f)
-    sys.modules["socket"] = _SocketModule
+    install()
     try:
         import cryptolib
     except ImportError:
@@ -223,7 +185,7 @@ def _phases():
     yield
     after_get = gc.mem_alloc() - base
     # Steady state: one client's GETs; warm up first so every cache slot is in use.
-    _KEEP[0] = False
+    Socket.keep = False
     addr = _addr(0)
     pkts = [_get(i & 0xFFFF, b"\x11\x22") for i in range(64)]
     for p in pkts:
@@ -242,7 +204,7 @@ def _phases():
     # keeps, the address object it holds on to included.
     reqs = [_get(2000 + k, bytes((k, 1)), observe=0) for k in range(_MAX_OBS)]
     _SENT[:] = []
-    _KEEP[0] = True
+    Socket.keep = True
     yield
     a = gc.mem_alloc()
     for k in range(_MAX_OBS):
@@ -253,7 +215,7 @@ def _phases():
     registered = len([r for r in _SENT if _observing(r)])
     # One state change: a notification to every observer.
     _SENT[:] = []
-    _KEEP[0] = False
+    Socket.keep = False
     alarm = getattr(app, "alarm", None)
     yield
     per_notify = None
@@ -268,11 +230,11 @@ def _phases():
     pkt = pkts[0]
     pkts = None
     _SENT[:] = []
-    _KEEP[0] = True
+    Socket.keep = True
     for i, req in enumerate(_FIRST_USE):
         ep.datagram(bytes((0x41, req[0], 0x0F, i, 0x33)) + req[1], _addr(0))
     full_ok = len([r for r in _SENT if r[1] >> 5 == 2])
-    _KEEP[0] = False
+    Socket.keep = False
     yield
     full = gc.mem_alloc() - base
     per_recv = _recvfrom_cost(pkt)

@@ -21,42 +21,9 @@ import time
 _N_CTX = int(sys.argv[1]) if len(sys.argv) > 1 else 4
 _N = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 _BATCH = 100
-_SENT = []
+from host.probe_socket import Socket, install
 
-
-class _Sock:
-    def __init__(self, *args):
-        pass
-
-    def setsockopt(self, *args):
-        pass
-
-    def bind(self, addr):
-        pass
-
-    def setblocking(self, flag):
-        pass
-
-    def close(self):
-        pass
-
-    def sendto(self, data, addr):
-        _SENT.append(bytes(data))
-        return len(data)
-
-
-class _SocketModule:
-    AF_INET = 2
-    SOCK_DGRAM = 2
-    SOL_SOCKET = 1
-    SO_REUSEADDR = 2
-    IPPROTO_IP = 0
-    IP_ADD_MEMBERSHIP = 35
-    socket = _Sock
-
-    @staticmethod
-    def getaddrinfo(host, port, *args):
-        return [(2, 2, 0, "", (host, port))]
+_SENT = Socket.sent   # what the firmware sent
 
 
 def _secret(k):
@@ -100,7 +67,7 @@ def main():
                       "recipient_id": "%02x" % (k + 1)} for k in range(_N_CTX)]
     with open("config.json", "w") as f:
         json.dump(cfg, f)
-    sys.modules["socket"] = _SocketModule
+    install()
     _APPS.append(None)
     _APPS.pop()
     gc.collect()
