@@ -168,13 +168,18 @@ class ShortOfMemory(socket.socket):
         return socket.socket.recvfrom(self, size)
 
 
+def running_short_of_memory():
+    """(socket, app, its task): the app serving on a ShortOfMemory socket; inside a running loop."""
+    sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    app = make_app(sock)
+    return sock, app, asyncio.create_task(app.run())
+
+
 def test_a_datagram_that_cannot_be_received_is_received_later(capsys):
     async def scenario():
-        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        app = make_app(sock)
-        runner = asyncio.create_task(app.run())
+        sock, app, runner = running_short_of_memory()
         try:
             assert (await ask(app, 1)).payload == b"OFF"
             assert len(app.endpoint.dedup) == 1
@@ -199,11 +204,7 @@ def test_a_fragmented_heap_still_serves_a_plain_request_at_once(capsys):
     # buffer: every recvfrom(256) fails, for good. A small buffer still takes the datagram: the
     # GET and the PUT are served at once, and the socket does not fill up (issue 10, finding 6).
     async def scenario():
-        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        app = make_app(sock)
-        runner = asyncio.create_task(app.run())
+        sock, app, runner = running_short_of_memory()
         try:
             sock.biggest = 64
             assert (await ask(app, 1)).payload == b"OFF"
@@ -223,11 +224,7 @@ def test_a_request_cut_by_the_small_buffer_gets_503_and_is_not_acted_on():
     # is answered 5.03 Service Unavailable from its header (MID and token), and the alarm stays
     # as it was. A whole buffer would have taken it.
     async def scenario():
-        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        app = make_app(sock)
-        runner = asyncio.create_task(app.run())
+        sock, app, runner = running_short_of_memory()
         loop = asyncio.get_running_loop()
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)
@@ -294,11 +291,7 @@ def watched(app, limit=3):
 
 def test_a_board_that_receives_nothing_while_datagrams_wait_resets(capsys):
     async def scenario():
-        sock = ShortOfMemory(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        app = make_app(sock)
-        runner = asyncio.create_task(app.run())
+        sock, app, runner = running_short_of_memory()
         machine, task, tick, checked = watched(app, limit=3)
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
